@@ -1,0 +1,239 @@
+"""RBM models as pytrees: parameters, energy, free energy, conditionals and layer samplers.
+
+Two model kinds share one set of function names; the pytree type selects the math.
+
+Bernoulli-Bernoulli, `v in {0,1}^n`, `h in {0,1}^m`:
+  E(v, h) = -v.W.h - b.v - c.h
+
+Gaussian-Bernoulli (Cho, Ilin & Raiko 2011), `v in R^n`, `sigma_i = exp(log_sigma_i)`:
+  E(v, h) = sum_i (v_i - b_i)^2 / 2 sigma_i^2 - sum_ij v_i W_ij h_j / sigma_i^2 - c.h
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Union
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
+
+from aerbm_jax._rng import DEFAULT_UNIFORM_BITS, bernoulli
+
+__all__ = [
+  "BernoulliRBM",
+  "GaussianRBM",
+  "RBM",
+  "init",
+  "energy",
+  "free_energy",
+  "hidden_logits",
+  "hidden_prob",
+  "visible_mean",
+  "sample_hidden",
+  "sample_visible",
+  "temper",
+  "n_visible",
+  "n_hidden",
+  "validate_data",
+]
+
+
+class BernoulliRBM(NamedTuple):
+  """Binary visible and hidden units."""
+
+  W: Array  # shape=(n_visible, n_hidden)
+  b: Array  # shape=(n_visible,), visible biases
+  c: Array  # shape=(n_hidden,), hidden biases
+
+
+class GaussianRBM(NamedTuple):
+  """Real visible units with learned per-unit standard deviations, binary hidden units."""
+
+  W: Array  # shape=(n_visible, n_hidden)
+  b: Array  # shape=(n_visible,), visible means
+  c: Array  # shape=(n_hidden,)
+  log_sigma: Array  # shape=(n_visible,)
+
+
+RBM = Union[BernoulliRBM, GaussianRBM]
+
+
+def n_visible(params: RBM) -> int:
+  return params.W.shape[-2]
+
+
+def n_hidden(params: RBM) -> int:
+  return params.W.shape[-1]
+
+
+def _check_kind(params: RBM) -> None:
+  if not isinstance(params, (BernoulliRBM, GaussianRBM)):
+    raise TypeError(f"params must be a BernoulliRBM or GaussianRBM, got {type(params).__name__}")
+
+
+def init(
+  key: Array,
+  n_visible: int,
+  n_hidden: int,
+  *,
+  visible: str = "bernoulli",
+  weight_scale: float = 0.01,
+  data: ArrayLike | None = None,
+  dtype: jnp.dtype = jnp.float32,
+) -> RBM:
+  """New RBM with `W ~ N(0, weight_scale^2)` and zero hidden biases.
+
+  Args:
+    key: PRNG key.
+    n_visible, n_hidden: layer sizes, both >= 1.
+    visible: "bernoulli" or "gaussian".
+    weight_scale: standard deviation of the initial weights.
+    data: optional `(N, n_visible)` training data. Bernoulli: visible biases are the logits of
+      the (clipped) data means (Hinton 2010). Gaussian: `b` is the data mean and `sigma` the data
+      standard deviation. Without data: `b = 0`, `sigma = 1`.
+    dtype: parameter dtype.
+  """
+  for name, size in (("n_visible", n_visible), ("n_hidden", n_hidden)):
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+      raise ValueError(f"{name} must be a positive int, got {size!r}")
+  if visible not in ("bernoulli", "gaussian"):
+    raise ValueError(f"visible must be 'bernoulli' or 'gaussian', got {visible!r}")
+  W = weight_scale * jax.random.normal(key, (n_visible, n_hidden), dtype)
+  c = jnp.zeros((n_hidden,), dtype)
+  b = jnp.zeros((n_visible,), dtype)
+  log_sigma = jnp.zeros((n_visible,), dtype)
+  if data is not None:
+    x = validate_data(data, n_visible, bernoulli=visible == "bernoulli", name="data")
+    mean = jnp.mean(x, axis=0)
+    if visible == "bernoulli":
+      p = jnp.clip(mean, 1e-3, 1 - 1e-3)
+      b = jnp.log(p) - jnp.log1p(-p)
+    else:
+      b = mean
+      log_sigma = jnp.log(jnp.maximum(jnp.std(x, axis=0), 1e-3))
+    b, log_sigma = b.astype(dtype), log_sigma.astype(dtype)
+  if visible == "bernoulli":
+    return BernoulliRBM(W=W, b=b, c=c)
+  return GaussianRBM(W=W, b=b, c=c, log_sigma=log_sigma)
+
+
+def validate_data(
+  data: ArrayLike, n_visible: int, *, bernoulli: bool, name: str = "data"
+) -> Array:
+  """Check user data once, at the boundary: `(N, n_visible)`, finite, in [0, 1] if binary.
+
+  Returns the data as a float32 (or float64) JAX array; raises ValueError naming the problem.
+  """
+  x = jnp.asarray(data)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    x = x.astype(jnp.float32)
+  if x.ndim != 2:
+    raise ValueError(
+      f"{name} must be a 2-D array (n_samples, n_visible); got shape {tuple(x.shape)}. "
+      "Flatten images with x.reshape(len(x), -1)."
+    )
+  if x.shape[0] == 0:
+    raise ValueError(f"{name} is empty: it has no rows")
+  if x.shape[1] != n_visible:
+    raise ValueError(
+      f"{name} has {x.shape[1]} columns but the model has n_visible={n_visible}"
+    )
+  if not bool(jnp.all(jnp.isfinite(x))):
+    bad = int(jnp.sum(~jnp.isfinite(x)))
+    raise ValueError(f"{name} holds {bad} non-finite values (NaN or inf); clean or drop them")
+  if bernoulli:
+    lo, hi = float(jnp.min(x)), float(jnp.max(x))
+    if lo < 0.0 or hi > 1.0:
+      raise ValueError(
+        f"{name} lies in [{lo:g}, {hi:g}], but a Bernoulli RBM needs values in [0, 1]; "
+        "rescale it, or use visible='gaussian'"
+      )
+  return x
+
+
+# ---------------------------------------------------------------------------- conditionals
+
+
+def hidden_logits(params: RBM, v: ArrayLike) -> Array:
+  """Pre-activations of the hidden units, `(batch, n_hidden)`, for `v: (batch, n_visible)`."""
+  _check_kind(params)
+  v = jnp.asarray(v)
+  if isinstance(params, GaussianRBM):
+    v = v * jnp.exp(-2.0 * params.log_sigma)
+  return v @ params.W + params.c
+
+
+def hidden_prob(params: RBM, v: ArrayLike) -> Array:
+  """`p(h_j = 1 | v)`, `(batch, n_hidden)`."""
+  return jax.nn.sigmoid(hidden_logits(params, v))
+
+
+def visible_mean(params: RBM, h: ArrayLike) -> Array:
+  """`E[v | h]`, `(batch, n_visible)`: `p(v_i = 1 | h)` (Bernoulli) or `b + W h` (Gaussian)."""
+  _check_kind(params)
+  x = jnp.asarray(h) @ params.W.T + params.b
+  if isinstance(params, GaussianRBM):
+    return x
+  return jax.nn.sigmoid(x)
+
+
+def sample_hidden(
+  key: Array, params: RBM, v: ArrayLike, uniform_bits: int = DEFAULT_UNIFORM_BITS
+) -> Array:
+  """Draw `h ~ p(h | v)`, `(batch, n_hidden)` of 0.0/1.0."""
+  return bernoulli(key, hidden_prob(params, v), uniform_bits)
+
+
+def sample_visible(
+  key: Array, params: RBM, h: ArrayLike, uniform_bits: int = DEFAULT_UNIFORM_BITS
+) -> Array:
+  """Draw `v ~ p(v | h)`, `(batch, n_visible)`."""
+  mean = visible_mean(params, h)
+  if isinstance(params, GaussianRBM):
+    noise = jax.random.normal(key, mean.shape, mean.dtype)
+    return mean + jnp.exp(params.log_sigma) * noise
+  return bernoulli(key, mean, uniform_bits)
+
+
+# ---------------------------------------------------------------------------- energies
+
+
+def energy(params: RBM, v: ArrayLike, h: ArrayLike) -> Array:
+  """Joint energy `E(v, h)`, `(batch,)`."""
+  _check_kind(params)
+  v, h = jnp.asarray(v), jnp.asarray(h)
+  hid = h @ params.c
+  if isinstance(params, GaussianRBM):
+    inv_var = jnp.exp(-2.0 * params.log_sigma)
+    quad = 0.5 * jnp.sum((v - params.b) ** 2 * inv_var, axis=-1)
+    inter = jnp.sum(((v * inv_var) @ params.W) * h, axis=-1)
+    return quad - inter - hid
+  inter = jnp.sum((v @ params.W) * h, axis=-1)
+  return -inter - v @ params.b - hid
+
+
+def free_energy(params: RBM, v: ArrayLike) -> Array:
+  """`F(v) = -log sum_h exp(-E(v, h))`, `(batch,)`; `log p(v) = -F(v) - log Z`."""
+  _check_kind(params)
+  v = jnp.asarray(v)
+  soft = jnp.sum(jax.nn.softplus(hidden_logits(params, v)), axis=-1)
+  if isinstance(params, GaussianRBM):
+    quad = 0.5 * jnp.sum((v - params.b) ** 2 * jnp.exp(-2.0 * params.log_sigma), axis=-1)
+    return quad - soft
+  return -(v @ params.b) - soft
+
+
+def temper(params: RBM, beta: ArrayLike) -> RBM:
+  """The model at inverse temperature `beta > 0`, whose energy is `beta * E(v, h)`.
+
+  Bernoulli: every parameter is scaled by beta (beta = 0 is the uniform distribution).
+  Gaussian: `sigma^2 -> sigma^2 / beta`, `c -> beta c`; W and b are unchanged.
+  """
+  _check_kind(params)
+  beta = jnp.asarray(beta, params.W.dtype)
+  if isinstance(params, GaussianRBM):
+    return GaussianRBM(
+      W=params.W, b=params.b, c=beta * params.c, log_sigma=params.log_sigma - 0.5 * jnp.log(beta)
+    )
+  return BernoulliRBM(W=beta * params.W, b=beta * params.b, c=beta * params.c)

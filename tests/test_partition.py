@@ -1,0 +1,91 @@
+"""Partition functions: enumeration against brute force, numerical integration, AIS."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import all_states, bernoulli_joint_energy
+
+from aerbm_jax import partition, rbm
+
+
+def _random_bernoulli(seed, n, m, scale):
+  r = np.random.default_rng(seed)
+  return rbm.BernoulliRBM(
+    W=jnp.asarray(r.normal(0, scale, (n, m)), jnp.float32),
+    b=jnp.asarray(r.normal(0, 0.5, n), jnp.float32),
+    c=jnp.asarray(r.normal(0, 0.5, m), jnp.float32),
+  )
+
+
+@pytest.mark.parametrize("n,m", [(6, 4), (4, 7), (9, 9)])
+def test_exact_log_partition_matches_brute_force(n, m):
+  p = _random_bernoulli(n * 10 + m, n, m, 1.0)
+  E = bernoulli_joint_energy(p.W, p.b, p.c, all_states(n), all_states(m))
+  expected = np.logaddexp.reduce(-E.ravel())
+  # chunk_bits=2 forces many chunks through the running logsumexp.
+  for chunk_bits in (2, 14):
+    got = partition.exact_log_partition(p, chunk_bits=chunk_bits)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_log_likelihood_normalises():
+  p = _random_bernoulli(0, 7, 3, 1.5)
+  v = all_states(7)
+  log_z = partition.exact_log_partition(p)
+  log_p = -np.asarray(rbm.free_energy(p, v), np.float64) - float(log_z)
+  np.testing.assert_allclose(np.exp(log_p).sum(), 1.0, rtol=1e-5)
+  np.testing.assert_allclose(partition.log_likelihood(p, v, log_z), log_p.mean(), rtol=1e-5)
+
+
+def test_exact_log_partition_handles_24_units():
+  p = _random_bernoulli(1, 30, 24, 0.05)
+  got = float(partition.exact_log_partition(p))
+  # Weak weights: log Z is close to the independent-units value.
+  approx = float(jnp.sum(jax.nn.softplus(p.b)) + jnp.sum(jax.nn.softplus(p.c)))
+  assert abs(got - approx) < 0.5
+  with pytest.raises(ValueError, match="ais_log_partition"):
+    partition.exact_log_partition(_random_bernoulli(2, 30, 25, 0.1))
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_gaussian_density_integrates_to_one(n):
+  r = np.random.default_rng(n)
+  p = rbm.GaussianRBM(
+    W=jnp.asarray(r.normal(0, 1.0, (n, 3)), jnp.float32),
+    b=jnp.asarray(r.normal(0, 0.5, n), jnp.float32),
+    c=jnp.asarray(r.normal(0, 0.5, 3), jnp.float32),
+    log_sigma=jnp.asarray(r.normal(-0.2, 0.2, n), jnp.float32),
+  )
+  log_z = float(partition.exact_log_partition(p))
+  grid = np.linspace(-12, 12, 1201 if n == 1 else 601)
+  pts = np.stack(np.meshgrid(*([grid] * n), indexing="ij"), -1).reshape(-1, n)
+  dens = np.exp(-np.asarray(rbm.free_energy(p, pts), np.float64) - log_z)
+  mass = dens.sum() * (grid[1] - grid[0]) ** n
+  np.testing.assert_allclose(mass, 1.0, rtol=2e-3)
+
+
+def test_ais_betas_follow_the_paper():
+  b = partition.ais_betas()
+  assert len(b) == 14_500 and b[0] == 0.0 and b[-1] == 1.0 and np.all(np.diff(b) > 0)
+  assert np.sum(b < 0.5) == 500 and np.sum((b >= 0.5) & (b < 0.9)) == 4000
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ais_agrees_with_exact_log_partition(seed):
+  p = _random_bernoulli(100 + seed, 64, 16, 0.3)
+  exact = float(partition.exact_log_partition(p))
+  res = partition.ais_log_partition(jax.random.key(seed), p, n_chains=100)
+  assert float(res.log_z_lower) <= exact <= float(res.log_z_upper), (res, exact)
+  assert abs(float(res.log_z) - exact) < 0.2
+
+
+def test_ais_with_data_base_rate():
+  p = _random_bernoulli(7, 20, 12, 0.5)
+  data = (np.random.default_rng(0).random((200, 20)) < 0.3).astype(np.float32)
+  res = partition.ais_log_partition(
+    jax.random.key(0), p, n_chains=64, n_betas=3000, base=partition.base_rate_bias(data))
+  assert abs(float(res.log_z) - float(partition.exact_log_partition(p))) < 0.1
+  with pytest.raises(TypeError, match="BernoulliRBM"):
+    partition.ais_log_partition(jax.random.key(0), rbm.init(jax.random.key(0), 3, 2,
+                                                            visible="gaussian"))

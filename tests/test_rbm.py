@@ -1,0 +1,98 @@
+"""The model math against brute-force enumeration of E(v, h)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import all_states, bernoulli_joint_energy
+
+from aerbm_jax import rbm
+
+
+def _bernoulli(rng, n=5, m=3, scale=1.0):
+  return rbm.BernoulliRBM(
+    W=jnp.asarray(rng.normal(0, scale, (n, m)), jnp.float32),
+    b=jnp.asarray(rng.normal(0, 0.5, n), jnp.float32),
+    c=jnp.asarray(rng.normal(0, 0.5, m), jnp.float32),
+  )
+
+
+def _gaussian(rng, n=3, m=3):
+  return rbm.GaussianRBM(
+    W=jnp.asarray(rng.normal(0, 0.7, (n, m)), jnp.float32),
+    b=jnp.asarray(rng.normal(0, 0.5, n), jnp.float32),
+    c=jnp.asarray(rng.normal(0, 0.5, m), jnp.float32),
+    log_sigma=jnp.asarray(rng.normal(0, 0.3, n), jnp.float32),
+  )
+
+
+def _gaussian_energy_np(p, v, h):
+  W, b, c, ls = (np.asarray(x, np.float64) for x in p)
+  inv_var = np.exp(-2 * ls)
+  quad = 0.5 * (((v - b) ** 2) * inv_var).sum(1)[:, None]
+  return quad - (v * inv_var) @ W @ h.T - (h @ c)[None, :]
+
+
+def test_bernoulli_energy_free_energy_and_conditionals_match_enumeration(rng):
+  p = _bernoulli(rng)
+  v, h = all_states(5), all_states(3)
+  E = bernoulli_joint_energy(p.W, p.b, p.c, v, h)  # (32, 8)
+  vv, hh = np.repeat(v, len(h), 0), np.tile(h, (len(v), 1))
+  np.testing.assert_allclose(rbm.energy(p, vv, hh), E.reshape(-1), rtol=1e-5, atol=1e-5)
+  F = -np.logaddexp.reduce(-E, axis=1)
+  np.testing.assert_allclose(rbm.free_energy(p, v), F, rtol=1e-5, atol=1e-5)
+  # p(h_j = 1 | v) and p(v_i = 1 | h) from the joint table.
+  joint = np.exp(-E - np.logaddexp.reduce(-E.ravel()))
+  ph = (joint @ h) / joint.sum(1, keepdims=True)
+  np.testing.assert_allclose(rbm.hidden_prob(p, v), ph, atol=1e-5)
+  pv = (joint.T @ v) / joint.sum(0)[:, None]
+  np.testing.assert_allclose(rbm.visible_mean(p, h), pv, atol=1e-5)
+
+
+def test_gaussian_energy_free_energy_and_conditionals(rng):
+  p = _gaussian(rng)
+  v = rng.normal(0, 1.5, (7, 3))
+  h = all_states(3)
+  E = _gaussian_energy_np(p, v, h)  # (7, 8)
+  vv, hh = np.repeat(v, len(h), 0), np.tile(h, (len(v), 1))
+  np.testing.assert_allclose(rbm.energy(p, vv, hh), E.reshape(-1), rtol=1e-4, atol=1e-4)
+  F = -np.logaddexp.reduce(-E, axis=1)  # exact: the sum over h is finite
+  np.testing.assert_allclose(rbm.free_energy(p, v), F, rtol=1e-4, atol=1e-4)
+  post = np.exp(-E - np.logaddexp.reduce(-E, axis=1, keepdims=True))
+  np.testing.assert_allclose(rbm.hidden_prob(p, v), post @ h, atol=1e-5)
+  # p(v | h) is N(b + W h, sigma^2): -E(v, h) differs from that log-density by a v-free constant.
+  mean = np.asarray(rbm.visible_mean(p, h))
+  sigma = np.exp(np.asarray(p.log_sigma, np.float64))
+  for j in range(len(h)):
+    log_n = -0.5 * (((v - mean[j]) / sigma) ** 2).sum(1)
+    diff = -E[:, j] - log_n
+    np.testing.assert_allclose(diff, diff[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["bernoulli", "gaussian"])
+def test_temper_scales_the_energy(rng, kind):
+  p = _bernoulli(rng) if kind == "bernoulli" else _gaussian(rng, 5, 3)
+  v = (rng.random((6, 5)) < 0.5).astype(np.float32)
+  h = (rng.random((6, 3)) < 0.5).astype(np.float32)
+  np.testing.assert_allclose(
+    rbm.energy(rbm.temper(p, 0.3), v, h), 0.3 * np.asarray(rbm.energy(p, v, h)), rtol=1e-5,
+    atol=1e-6)
+
+
+def test_init_from_data_sets_biases():
+  key = jax.random.key(0)
+  data = np.tile([[1, 0, 1, 1]], (10, 1)).astype(np.float32)
+  data[:5, 3] = 0
+  p = rbm.init(key, 4, 2, data=data)
+  np.testing.assert_allclose(jax.nn.sigmoid(p.b), [0.999, 0.001, 0.999, 0.5], atol=1e-6)
+  g = rbm.init(key, 4, 2, visible="gaussian", data=data * 3 + 1)
+  np.testing.assert_allclose(g.b, data.mean(0) * 3 + 1, atol=1e-6)
+  assert isinstance(g, rbm.GaussianRBM) and g.W.shape == (4, 2)
+
+
+def test_functions_jit_and_batch(rng):
+  p = _bernoulli(rng)
+  v = (rng.random((4, 5)) < 0.5).astype(np.float32)
+  np.testing.assert_allclose(jax.jit(rbm.free_energy)(p, v), rbm.free_energy(p, v), rtol=1e-6)
+  h = rbm.sample_hidden(jax.random.key(1), p, v)
+  assert h.shape == (4, 3) and set(np.unique(h)) <= {0.0, 1.0}

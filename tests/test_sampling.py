@@ -1,0 +1,113 @@
+"""Samplers against exact distributions: total variation over all 2^n visible states."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import all_states, exact_visible_probs, total_variation, tv_tolerance
+
+from aerbm_jax import rbm, sampling
+
+N_CHAINS = 50_000
+
+
+def _tiny(seed=0, n=8, m=4, scale=1.0):
+  r = np.random.default_rng(seed)
+  return rbm.BernoulliRBM(
+    W=jnp.asarray(r.normal(0, scale, (n, m)), jnp.float32),
+    b=jnp.asarray(r.normal(0, 0.5, n), jnp.float32),
+    c=jnp.asarray(r.normal(0, 0.5, m), jnp.float32),
+  )
+
+
+@pytest.mark.parametrize("uniform_bits", [16, 32])
+def test_gibbs_matches_exact_distribution(uniform_bits):
+  p = _tiny()
+  probs = exact_visible_probs(p)
+  v = sampling.sample(jax.random.key(42), p, n_chains=N_CHAINS, n_steps=60,
+                      uniform_bits=uniform_bits)
+  tol = tv_tolerance(probs, N_CHAINS)
+  tv = total_variation(np.asarray(v), probs)
+  assert tv < tol, (tv, tol)
+  # The same test rejects a slightly different model: it can fail.
+  wrong = exact_visible_probs(p._replace(W=p.W * 1.1))
+  assert total_variation(np.asarray(v), wrong) > tol
+
+
+def test_threefry_and_rbg_keys_both_sample_correctly():
+  p = _tiny(seed=3)
+  probs = exact_visible_probs(p)
+  for impl in ("threefry2x32", "rbg"):
+    v = sampling.sample(jax.random.key(7, impl=impl), p, n_chains=N_CHAINS, n_steps=60)
+    assert total_variation(np.asarray(v), probs) < tv_tolerance(probs, N_CHAINS), impl
+
+
+def test_trajectory_hidden_and_persistent_chains():
+  p = _tiny(seed=1)
+  key = jax.random.key(0)
+  traj, hs = sampling.sample(key, p, n_chains=3, n_steps=5, trajectory=True, return_hidden=True)
+  assert traj.shape == (5, 3, 8) and hs.shape == (5, 3, 4)
+  last = sampling.sample(key, p, n_chains=3, n_steps=5)
+  np.testing.assert_array_equal(traj[-1], last)
+  # Persistent chains: a GibbsState carried across calls keeps sampling p(v).
+  probs = exact_visible_probs(p)
+  state = sampling.init(p, np.zeros((N_CHAINS, 8), np.float32))
+  run = jax.jit(sampling.run, static_argnames="n_steps")
+  for k in jax.random.split(jax.random.key(5), 3):
+    state = run(k, state, p, n_steps=20)
+  assert total_variation(np.asarray(state.v), probs) < tv_tolerance(probs, N_CHAINS)
+
+
+def test_gaussian_sampler_matches_exact_moments():
+  r = np.random.default_rng(0)
+  p = rbm.GaussianRBM(
+    W=jnp.asarray(r.normal(0, 1.0, (2, 3)), jnp.float32),
+    b=jnp.asarray([0.5, -1.0], jnp.float32),
+    c=jnp.asarray(r.normal(0, 0.5, 3), jnp.float32),
+    log_sigma=jnp.asarray([0.0, -0.5], jnp.float32),
+  )
+  h = all_states(3)
+  W, b, c, ls = (np.asarray(x, np.float64) for x in p)
+  sig2 = np.exp(2 * ls)
+  mu = h @ W.T + b  # (8, 2) means of p(v | h)
+  score = h @ c + 0.5 * ((mu**2 - b**2) / sig2).sum(1)
+  ph = np.exp(score - np.logaddexp.reduce(score))
+  mean = ph @ mu
+  second = np.diag(sig2) + (mu * ph[:, None]).T @ mu
+  cov = second - np.outer(mean, mean)
+  v = np.asarray(sampling.sample(jax.random.key(1), p, n_chains=N_CHAINS, n_steps=50))
+  se = np.sqrt(np.diag(cov) / N_CHAINS)
+  assert np.all(np.abs(v.mean(0) - mean) < 5 * se), (v.mean(0), mean)
+  np.testing.assert_allclose(np.cov(v.T), cov, atol=0.05 * np.abs(cov).max())
+
+
+def _bimodal():
+  """Two equally likely modes, v = 0 (h = 0) and v = 1 (h = 1), with a barrier of 32 between."""
+  n = 8
+  return rbm.BernoulliRBM(
+    W=jnp.full((n, 1), 8.0), b=jnp.full((n,), -4.0), c=jnp.asarray([-32.0])
+  )
+
+
+def test_parallel_tempering_mixes_where_gibbs_does_not():
+  p = _bimodal()
+  probs = exact_visible_probs(p)
+  v0 = np.zeros((20_000, 8), np.float32)
+  tol = tv_tolerance(probs, len(v0))
+  gibbs = sampling.sample(jax.random.key(0), p, v0=v0, n_steps=200)
+  assert total_variation(np.asarray(gibbs), probs) > 0.3  # stuck in the v = 0 mode
+  betas = sampling.pt_betas(12, 0.0, spacing="linear")
+  v, state, acc = sampling.sample_pt(jax.random.key(0), p, betas=betas, v0=v0, n_steps=200)
+  assert v.shape == (20_000, 8) and state.v.shape == (12, 20_000, 8)
+  assert total_variation(np.asarray(v), probs) < tol
+  assert acc.shape == (11,) and np.all((acc > 0) & (acc <= 1))
+
+
+def test_sampler_errors():
+  p = _tiny()
+  with pytest.raises(ValueError, match="n_chains"):
+    sampling.sample(jax.random.key(0), p, n_steps=3)
+  with pytest.raises(ValueError, match="v0 must have shape"):
+    sampling.sample(jax.random.key(0), p, v0=np.zeros((2, 5)), n_steps=3)
+  with pytest.raises(ValueError, match="decrease"):
+    sampling.sample_pt(jax.random.key(0), p, betas=[1.0, 0.5, 0.7], n_chains=2, n_steps=2)

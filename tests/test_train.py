@@ -1,0 +1,152 @@
+"""Training: estimators against the exact gradient, learning, reproducibility, fit_many."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aerbm_jax import partition, rbm, train
+from aerbm_jax.train import TrainConfig
+
+
+def _tiny_problem(seed=0, n=6, m=3):
+  r = np.random.default_rng(seed)
+  p = rbm.BernoulliRBM(
+    W=jnp.asarray(r.normal(0, 0.5, (n, m)), jnp.float32),
+    b=jnp.asarray(r.normal(0, 0.3, n), jnp.float32),
+    c=jnp.asarray(r.normal(0, 0.3, m), jnp.float32),
+  )
+  proto = r.random((2, n)) < 0.5
+  data = np.where(r.random((40, n)) < 0.9, proto[r.integers(0, 2, 40)], ~proto[0])
+  return p, data.astype(np.float32)
+
+
+def _exact_nll_grad(p, data):
+  def nll(q):
+    return -partition.log_likelihood(q, data, partition.exact_log_partition(q))
+  return jax.grad(nll)(p)
+
+
+def _flat(tree):
+  return np.concatenate([np.ravel(x) for x in tree])
+
+
+def test_long_chain_cd_matches_exact_gradient_and_cd1_bias_is_measured():
+  p, data = _tiny_problem()
+  exact = _flat(_exact_nll_grad(p, data))
+  reps = 500  # every data row starts 500 chains
+  v = jnp.asarray(np.repeat(data, reps, axis=0))
+  g_long, _ = train.cd_grad(jax.random.key(0), p, v, k=100)
+  g_long = _flat(g_long)
+  rel = np.linalg.norm(g_long - exact) / np.linalg.norm(exact)
+  assert rel < 0.05, rel
+  # CD-1 is biased: measure it. It must still point uphill in likelihood.
+  g1 = _flat(train.cd_grad(jax.random.key(1), p, v, k=1)[0])
+  cos = g1 @ exact / (np.linalg.norm(g1) * np.linalg.norm(exact))
+  big = np.abs(exact) > 0.2 * np.abs(exact).max()
+  assert cos > 0.5, cos
+  assert np.all(np.sign(g1[big]) == np.sign(exact[big]))
+
+
+def test_pcd_gradient_averaged_over_chains_matches_exact():
+  p, data = _tiny_problem(1)
+  exact = _flat(_exact_nll_grad(p, data))
+  chains = train.sampling.init(p, np.zeros((20_000, 6), np.float32))
+  chains = train.sampling.run(jax.random.key(0), chains, p, 100)
+  g, _ = train.pcd_grad(jax.random.key(1), p, jnp.asarray(data), chains, k=1)
+  assert np.linalg.norm(_flat(g) - exact) / np.linalg.norm(exact) < 0.05
+
+
+@pytest.mark.parametrize("method", ["cd", "pcd"])
+def test_training_increases_exact_log_likelihood(method):
+  p, data = _tiny_problem(2)
+  cfg = TrainConfig(method=method, epochs=30, batch_size=10, learning_rate=0.1, progress=False)
+  trained, hist = train.fit(jax.random.key(0), p, data, cfg)
+  ll0 = float(partition.log_likelihood(p, data, partition.exact_log_partition(p)))
+  assert hist.log_likelihood.shape == (30,) and hist.recon_error.shape == (30,)
+  assert hist.log_likelihood[-1] > ll0 + 0.5, (ll0, hist.log_likelihood[-1])
+  assert hist.recon_error[-1] < hist.recon_error[0]
+
+
+def test_same_seed_gives_bitwise_identical_parameters():
+  p, data = _tiny_problem(3)
+  cfg = TrainConfig(method="pcd", epochs=3, batch_size=8, schedule="cosine", progress=False)
+  a, ha = train.fit(jax.random.key(5), p, data, cfg)
+  b, hb = train.fit(jax.random.key(5), p, data, cfg)
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x, y)
+  np.testing.assert_array_equal(ha.recon_error, hb.recon_error)
+  c, _ = train.fit(jax.random.key(6), p, data, cfg)
+  assert not np.array_equal(a.W, c.W)
+
+
+@pytest.mark.parametrize("method", ["cd", "pcd"])
+def test_fit_many_equals_separate_fits(method):
+  _, data = _tiny_problem(4)
+  keys = jax.random.split(jax.random.key(0), 4)
+  params = jax.vmap(lambda k: rbm.init(k, 6, 3, weight_scale=0.1))(keys)
+  cfg = TrainConfig(method=method, epochs=3, batch_size=8, progress=False)
+  stacked, hist = train.fit_many(keys, params, data, cfg)
+  assert stacked.W.shape == (4, 6, 3) and hist.recon_error.shape == (4, 3)
+  for s in range(4):
+    one, h1 = train.fit(keys[s], jax.tree.map(lambda x: x[s], params), data, cfg)
+    for x, y in zip(one, stacked):
+      np.testing.assert_allclose(y[s], x, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(hist.log_likelihood[s], h1.log_likelihood, rtol=1e-5)
+
+
+def test_fit_many_bootstrap_differs_per_seed():
+  _, data = _tiny_problem(5)
+  keys = jax.random.split(jax.random.key(1), 3)
+  p = rbm.init(jax.random.key(0), 6, 3)  # one model shared by every seed
+  cfg = TrainConfig(epochs=2, batch_size=8, progress=False)
+  stacked, _ = train.fit_many(keys, p, data, cfg, bootstrap=True)
+  assert stacked.W.shape == (3, 6, 3) and not np.allclose(stacked.W[0], stacked.W[1])
+
+
+def test_gaussian_rbm_learns_sigma_and_likelihood():
+  r = np.random.default_rng(0)
+  data = (r.normal(0, 1, (256, 4)) * [0.5, 1.0, 2.0, 1.0] + [1.0, -1.0, 0.0, 3.0]).astype(
+    np.float32)
+  p = rbm.init(jax.random.key(0), 4, 4, visible="gaussian")
+  cfg = TrainConfig(epochs=40, batch_size=32, learning_rate=0.02, sigma_lr_scale=1.0,
+                    progress=False)
+  trained, hist = train.fit(jax.random.key(1), p, data, cfg)
+  assert hist.log_likelihood[-1] > hist.log_likelihood[0] + 0.5
+  np.testing.assert_allclose(np.exp(trained.log_sigma), data.std(0), rtol=0.35)
+  frozen, _ = train.fit(jax.random.key(1), p, data, cfg.__class__(
+    **{**cfg.__dict__, "learn_sigma": False}))
+  np.testing.assert_array_equal(frozen.log_sigma, p.log_sigma)
+
+
+def test_divergence_names_the_epoch():
+  r = np.random.default_rng(0)
+  data = (r.normal(0, 1, (64, 3)) * 50).astype(np.float32)
+  p = rbm.init(jax.random.key(0), 3, 2, visible="gaussian", weight_scale=1.0)
+  cfg = TrainConfig(epochs=5, batch_size=16, learning_rate=1e4, sigma_lr_scale=1.0,
+                    progress=False)
+  with pytest.raises(train.TrainingDivergedError, match=r"epoch \d") as err:
+    train.fit(jax.random.key(0), p, data, cfg)
+  assert all(np.all(np.isfinite(x)) for x in err.value.last_good_params)
+
+
+@pytest.mark.parametrize(
+  "make, match",
+  [
+    (lambda p, d: train.fit(jax.random.key(0), p, d[:, :3]), "columns"),
+    (lambda p, d: train.fit(jax.random.key(0), p, d[0]), "2-D array"),
+    (lambda p, d: train.fit(jax.random.key(0), p, d * 3), r"\[0, 1\]"),
+    (lambda p, d: train.fit(jax.random.key(0), p, np.where(d > 0, np.nan, d)), "non-finite"),
+    (lambda p, d: train.fit(jax.random.key(0), p, d, TrainConfig(batch_size=1000)), "batch_size"),
+    (lambda p, d: train.fit(jax.random.key(0), p, d, TrainConfig(k=0)), "k must be"),
+    (lambda p, d: train.fit(jax.random.key(0), p, d, TrainConfig(learning_rate=float("nan"))),
+     "learning_rate"),
+    (lambda p, d: train.fit(jax.random.key(0), p, d, TrainConfig(method="sgd")), "method"),
+    (lambda p, d: rbm.init(jax.random.key(0), 6, 0), "n_hidden"),
+    (lambda p, d: rbm.init(jax.random.key(0), 6, 2, visible="poisson"), "visible"),
+  ],
+)
+def test_bad_input_gets_a_clear_error(make, match):
+  p, data = _tiny_problem()
+  with pytest.raises(ValueError, match=match):
+    make(p, data)
