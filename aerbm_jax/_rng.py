@@ -33,8 +33,13 @@ def bernoulli(key: Array, p: ArrayLike, uniform_bits: int = DEFAULT_UNIFORM_BITS
     return (u < p).astype(dtype)
   if uniform_bits != 16:
     raise ValueError(f"uniform_bits must be 16 or 32, got {uniform_bits}")
-  size = p.size
-  words = jax.random.bits(key, ((size + 1) // 2,), dtype=jnp.uint32)
-  halves = jnp.concatenate([words & 0xFFFF, words >> 16])[:size].reshape(p.shape)
+  # Pair rows: the low halves of the words serve the first rows, the high halves the rest,
+  # so both halves stay contiguous (measured faster than interleaving or a bitcast).
+  flat = p.ndim < 2 or p.shape[0] < 2
+  q = p.reshape(-1) if flat else p
+  rows = q.shape[0]
+  words = jax.random.bits(key, ((rows + 1) // 2,) + q.shape[1:], dtype=jnp.uint32)
+  halves = jnp.concatenate([words & 0xFFFF, words >> 16], axis=0)[:rows]
   # u = (k + 1/2) / 2^16 for k in [0, 2^16): compare k + 1/2 < p * 2^16 in float32.
-  return (halves.astype(jnp.float32) + 0.5 < p * 65536.0).astype(dtype)
+  draw = (halves.astype(jnp.float32) + 0.5 < q * 65536.0).astype(dtype)
+  return draw.reshape(p.shape)

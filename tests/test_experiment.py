@@ -1,0 +1,102 @@
+"""End to end: `aerbm experiment ... --quick` writes a complete run; `aerbm sample` reuses it."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aerbm_jax import cli
+
+RUN_FILES = [
+  "config.json", "metrics.json", "report.md", "train_images.png", "ae_reconstructions.png",
+  "pixel_rbm_samples.png", "ae_rbm_samples.png", "interpolations.png", "training_curves.png",
+  "checkpoints/autoencoder", "checkpoints/latent_rbm", "checkpoints/pixel_rbm",
+]
+
+
+def _without_timings(path):
+  m = json.loads(path.read_text())
+  m.pop("timings")
+  return m
+
+
+@pytest.fixture(scope="module")
+def mondrian_run(tmp_path_factory):
+  out = tmp_path_factory.mktemp("runs") / "mondrian"
+  assert cli.main(["experiment", "mondrian", "--quick", "--out", str(out)]) == 0
+  return out
+
+
+def test_quick_mondrian_run_writes_everything(mondrian_run):
+  for name in RUN_FILES:
+    assert (mondrian_run / name).exists(), name
+  m = json.loads((mondrian_run / "metrics.json").read_text())
+  assert m["autoencoder"]["held_out_mse"] > 0 and m["pixel_rbm"]["n_visible"] == 32 * 32 * 3
+  assert np.isfinite(m["latent_rbm"]["ais_log_z"])
+  report = (mondrian_run / "report.md").read_text()
+  for png in ("ae_rbm_samples.png", "pixel_rbm_samples.png", "interpolations.png"):
+    assert png in report
+  cfg = json.loads((mondrian_run / "config.json").read_text())
+  assert cfg["name"] == "mondrian" and cfg["sample_steps"] == 20
+
+
+def test_same_seed_gives_identical_metrics(mondrian_run, tmp_path):
+  again = tmp_path / "again"
+  assert cli.main(["experiment", "mondrian", "--quick", "--out", str(again)]) == 0
+  assert _without_timings(again / "metrics.json") == _without_timings(mondrian_run / "metrics.json")
+
+
+def test_sample_from_a_saved_run(mondrian_run, tmp_path):
+  assert cli.main(["sample", str(mondrian_run), "--n", "6", "--steps", "5", "--seed", "3",
+                   "--out", str(tmp_path)]) == 0
+  pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+  assert pngs == ["ae_rbm_seed3_steps5.png", "pixel_rbm_seed3_steps5.png"]
+  assert Image.open(tmp_path / pngs[0]).size[0] > 64
+
+
+def test_faces_on_a_user_folder(tmp_path):
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(12):
+    Image.fromarray((rng.random((50, 40, 3)) * 255).astype(np.uint8)).save(folder / f"{i}.jpg")
+  (folder / "broken.png").write_bytes(b"nope")
+  out = tmp_path / "run"
+  with pytest.warns(UserWarning, match="broken.png"):
+    assert cli.main(["experiment", "faces", "--quick", "--data", str(folder), "--out",
+                     str(out), "--n-images", "12", "--rbm-batch-size", "4"]) == 0
+  m = json.loads((out / "metrics.json").read_text())
+  assert m["data"]["n_train"] + m["data"]["n_held_out"] == 12
+  assert m["data"]["image_shape"] == [32, 32, 3]  # --quick shrinks the folder's 128x128x3
+  for name in RUN_FILES:
+    assert (out / name).exists(), name
+
+
+@pytest.mark.parametrize(
+  "args, message",
+  [
+    (["experiment", "nosuch", "--quick"], "unknown experiment 'nosuch'"),
+    (["experiment", "faces", "--data", "/nonexistent/photos"], "no such folder"),
+    (["experiment", "mondrian", "--rbm-hidden", "0"], "rbm_hidden must be > 0"),
+    (["experiment", "mondrian", "--ae-learning-rate", "nan"], "ae_learning_rate"),
+    (["sample", "/nonexistent/run"], "not a run directory"),
+  ],
+)
+def test_cli_errors_are_one_line(args, message, capsys):
+  assert cli.main(args) == 2
+  err = capsys.readouterr().err.strip()
+  assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_existing_run_directory_is_not_overwritten(mondrian_run, capsys):
+  assert cli.main(["experiment", "mondrian", "--quick", "--out", str(mondrian_run)]) == 2
+  assert "exists" in capsys.readouterr().err
+
+
+def test_console_script_exit_code():
+  proc = subprocess.run([sys.executable, "-m", "aerbm_jax.cli", "experiment", "nosuch"],
+                        capture_output=True, text=True)
+  assert proc.returncode == 2 and "unknown experiment" in proc.stderr
