@@ -7,32 +7,39 @@ import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
 
-__all__ = ["bernoulli", "DEFAULT_UNIFORM_BITS"]
+__all__ = ["bernoulli", "DEFAULT_UNIFORM_BITS", "resolve_uniform_bits"]
 
-# 16-bit uniforms: each 32-bit random word gives two draws. Resolution 2^-16, so
-# P(draw = 1) = round(p * 2^16) / 2^16, within 2^-17 of p. Chosen by measurement
-# (benchmarks/results/); pass uniform_bits=32 for 2^-23 resolution.
-DEFAULT_UNIFORM_BITS = 16
+# None: chosen per backend by measurement (benchmarks/results/). On CPU, 16-bit uniforms (two
+# draws per 32-bit random word; resolution 2^-16, so P(draw = 1) = round(p * 2^16) / 2^16,
+# within 2^-17 of p) are faster; on GPU, 32-bit uniforms (resolution 2^-23) are.
+DEFAULT_UNIFORM_BITS: int | None = None
 
 
-def bernoulli(key: Array, p: ArrayLike, uniform_bits: int = DEFAULT_UNIFORM_BITS) -> Array:
+def resolve_uniform_bits(uniform_bits: int | None) -> int:
+  """16 on CPU and 32 elsewhere when `uniform_bits` is None; else the value, checked."""
+  if uniform_bits is None:
+    return 16 if jax.default_backend() == "cpu" else 32
+  if uniform_bits not in (16, 32):
+    raise ValueError(f"uniform_bits must be 16 or 32, got {uniform_bits}")
+  return uniform_bits
+
+
+def bernoulli(key: Array, p: ArrayLike, uniform_bits: int | None = DEFAULT_UNIFORM_BITS) -> Array:
   """Draw `x ~ Bernoulli(p)` elementwise, returned in `p`'s float dtype.
 
   Args:
     key: a PRNG key (any implementation: threefry, rbg, unsafe_rbg).
     p: probabilities, any shape.
-    uniform_bits: 16 (two uniforms per random word) or 32.
+    uniform_bits: 16 (two uniforms per random word), 32, or None for the backend's default.
 
   Returns:
     An array of 0.0/1.0 with `p`'s shape and dtype.
   """
   p = jnp.asarray(p)
   dtype = p.dtype if jnp.issubdtype(p.dtype, jnp.floating) else jnp.float32
-  if uniform_bits == 32:
+  if resolve_uniform_bits(uniform_bits) == 32:
     u = jax.random.uniform(key, p.shape, dtype=jnp.float32)
     return (u < p).astype(dtype)
-  if uniform_bits != 16:
-    raise ValueError(f"uniform_bits must be 16 or 32, got {uniform_bits}")
   # Pair rows: the low halves of the words serve the first rows, the high halves the rest,
   # so both halves stay contiguous (measured faster than interleaving or a bitcast).
   flat = p.ndim < 2 or p.shape[0] < 2

@@ -28,6 +28,10 @@ __all__ = [
 
 MAX_EXACT_UNITS = 24
 
+# Every product here runs in full float32 (or float64) precision, never TF32 or bfloat16:
+# log Z is a sum of terms in the hundreds or thousands whose error must stay far below a nat.
+_mm = partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
+
 
 def _float_dtype() -> jnp.dtype:
   return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
@@ -60,7 +64,7 @@ def _logsumexp_over_states(score_fn, args, n_bits: int, chunk_bits: int) -> Arra
 
 
 def _bernoulli_score_hidden(p: BernoulliRBM, h: Array) -> Array:
-  return h @ p.c + jnp.sum(jax.nn.softplus(h @ p.W.T + p.b), axis=-1)
+  return _mm(h, p.c) + jnp.sum(jax.nn.softplus(_mm(h, p.W.T) + p.b), axis=-1)
 
 
 def _bernoulli_score_visible(p: BernoulliRBM, v: Array) -> Array:
@@ -68,9 +72,9 @@ def _bernoulli_score_visible(p: BernoulliRBM, v: Array) -> Array:
 
 
 def _gaussian_score_hidden(p: GaussianRBM, h: Array) -> Array:
-  mean = h @ p.W.T + p.b
+  mean = _mm(h, p.W.T) + p.b
   inv_var = jnp.exp(-2.0 * p.log_sigma)
-  return h @ p.c + 0.5 * jnp.sum((mean**2 - p.b**2) * inv_var, axis=-1)
+  return _mm(h, p.c) + 0.5 * jnp.sum((mean**2 - p.b**2) * inv_var, axis=-1)
 
 
 def exact_log_partition(params: RBM, *, chunk_bits: int = 14) -> Array:
@@ -151,7 +155,7 @@ def base_rate_bias(data: ArrayLike, smoothing: float = 0.05) -> Array:
 def _ais_log_unnorm(p: BernoulliRBM, b_a: Array, beta: Array, v: Array) -> Array:
   """`log p*_beta(v) = ((1-beta) b_A + beta b).v + sum_j softplus(beta (c + vW)_j)`."""
   field = (1.0 - beta) * b_a + beta * p.b
-  return v @ field + jnp.sum(jax.nn.softplus(beta * (v @ p.W + p.c)), axis=-1)
+  return _mm(v, field) + jnp.sum(jax.nn.softplus(beta * (_mm(v, p.W) + p.c)), axis=-1)
 
 
 @partial(jax.jit, static_argnames=("n_chains",))
@@ -166,8 +170,9 @@ def _ais(key, params: BernoulliRBM, b_a, betas, n_chains: int):
     log_w = log_w + _ais_log_unnorm(params, b_a, beta, v) - _ais_log_unnorm(params, b_a, beta_prev, v)
     # One Gibbs transition leaving p_beta invariant.
     key_h, key_v = jax.random.split(k)
-    h = bernoulli(key_h, jax.nn.sigmoid(beta * (v @ params.W + params.c)), 32)
-    v = bernoulli(key_v, jax.nn.sigmoid((1.0 - beta) * b_a + beta * (h @ params.W.T + params.b)), 32)
+    h = bernoulli(key_h, jax.nn.sigmoid(beta * (_mm(v, params.W) + params.c)), 32)
+    v = bernoulli(key_v, jax.nn.sigmoid((1.0 - beta) * b_a + beta * (_mm(h, params.W.T) + params.b)),
+                  32)
     return (v, log_w), None
 
   keys = jax.random.split(key_run, betas.shape[0] - 1)

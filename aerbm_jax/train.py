@@ -56,7 +56,7 @@ class TrainConfig:
   sigma_lr_scale: float = 0.1  # Gaussian models: learning-rate factor for log_sigma
   learn_sigma: bool = True  # Gaussian models: learn log_sigma at all
   n_persistent: int = 0  # PCD chains; 0 means batch_size
-  uniform_bits: int = DEFAULT_UNIFORM_BITS  # resolution of the sampler's uniforms (16 or 32)
+  uniform_bits: int | None = DEFAULT_UNIFORM_BITS  # sampler uniforms: 16, 32, None (per backend)
   exact_ll: bool | None = None  # track exact log-likelihood; None: when <= 16 units to enumerate
   progress: bool = True  # tqdm bar over epochs
 
@@ -78,7 +78,7 @@ class TrainConfig:
       raise ValueError("learning_rate must be > 0")
     if self.schedule not in ("constant", "linear", "cosine"):
       raise ValueError(f"schedule must be 'constant', 'linear' or 'cosine', got {self.schedule!r}")
-    if self.uniform_bits not in (16, 32):
+    if self.uniform_bits not in (None, 16, 32):
       raise ValueError(f"uniform_bits must be 16 or 32, got {self.uniform_bits!r}")
 
 
@@ -125,7 +125,7 @@ def contrastive_grad(params: RBM, v_data: Array, v_model: Array) -> RBM:
 
 
 def cd_grad(
-  key: Array, params: RBM, v_data: Array, k: int = 1, uniform_bits: int = DEFAULT_UNIFORM_BITS
+  key: Array, params: RBM, v_data: Array, k: int = 1, uniform_bits: int | None = DEFAULT_UNIFORM_BITS
 ) -> tuple[RBM, Array]:
   """CD-k: chains start at the data and run k sweeps. Returns `(grads, v_model)`."""
   final = sampling.run(key, sampling.init(params, v_data), params, k, uniform_bits=uniform_bits)
@@ -138,7 +138,7 @@ def pcd_grad(
   v_data: Array,
   chains: GibbsState,
   k: int = 1,
-  uniform_bits: int = DEFAULT_UNIFORM_BITS,
+  uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
 ) -> tuple[RBM, GibbsState]:
   """PCD-k (Tieleman 2008): persistent chains advance k sweeps. Returns `(grads, chains)`."""
   chains = sampling.run(key, chains, params, k, uniform_bits=uniform_bits)
