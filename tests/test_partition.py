@@ -38,14 +38,14 @@ def test_log_likelihood_normalises():
   np.testing.assert_allclose(partition.log_likelihood(p, v, log_z), log_p.mean(), rtol=1e-5)
 
 
-def test_exact_log_partition_handles_24_units():
+def test_exact_log_partition_handles_24_units_and_refuses_too_many():
   p = _random_bernoulli(1, 30, 24, 0.05)
   got = float(partition.exact_log_partition(p))
   # Weak weights: log Z is close to the independent-units value.
   approx = float(jnp.sum(jax.nn.softplus(p.b)) + jnp.sum(jax.nn.softplus(p.c)))
   assert abs(got - approx) < 0.5
   with pytest.raises(ValueError, match="ais_log_partition"):
-    partition.exact_log_partition(_random_bernoulli(2, 30, 25, 0.1))
+    partition.exact_log_partition(_random_bernoulli(2, 30, 29, 0.1))
 
 
 @pytest.mark.parametrize("n", [1, 2])
