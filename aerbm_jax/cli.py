@@ -2,6 +2,7 @@
 
   aerbm experiment NAME [--data DIR] [--out DIR] [--seed N] [--quick] [--FIELD VALUE ...]
   aerbm sample RUN_DIR [--n 64] [--steps 1000] [--seed 0] [--out DIR]
+  aerbm evaluate RUN_DIR [--n 256] [--steps 1000] [--seed 0]
 
 Every field of `ExperimentConfig` is an option (`--ae-epochs 10`, `--rbm-hidden 32`, ...).
 A bad input gets one line naming it and exit code 2; `--debug` shows the traceback.
@@ -72,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
   smp.add_argument("--seed", type=int, default=0)
   smp.add_argument("--out", help="folder for the PNGs (default RUN_DIR/samples)")
   smp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+  ev = sub.add_parser("evaluate", help="sample-quality metrics and likelihoods of a finished run")
+  ev.add_argument("run_dir")
+  ev.add_argument("--n", type=int, default=256, help="samples per model")
+  ev.add_argument("--steps", type=int, default=1000, help="Gibbs sweeps per chain")
+  ev.add_argument("--seed", type=int, default=0)
+  ev.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
   return parser
 
 
@@ -103,11 +111,22 @@ def _sample(args: argparse.Namespace) -> int:
   return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+  from aerbm_jax.evaluate import evaluate_run
+
+  if args.n < 4 or args.steps < 1:
+    raise ValueError(f"--n must be >= 4 and --steps >= 1, got {args.n} and {args.steps}")
+  evaluate_run(args.run_dir, n_samples=args.n, steps=args.steps, seed=args.seed)
+  print(f"wrote {args.run_dir}/metrics.json and {args.run_dir}/evaluation.md")
+  return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   warnings.filterwarnings("ignore", category=DeprecationWarning)
   try:
-    return {"experiment": _experiment, "sample": _sample}[args.command](args)
+    commands = {"experiment": _experiment, "sample": _sample, "evaluate": _evaluate}
+    return commands[args.command](args)
   except KeyboardInterrupt:
     print("aerbm: interrupted", file=sys.stderr)
     return 130

@@ -25,7 +25,7 @@ from aerbm_jax import checkpoint, data, partition, plots, rbm, sampling, train
 
 __all__ = [
   "ExperimentConfig", "PRESETS", "FOLDER_DEFAULTS", "QUICK", "make_config", "run_experiment",
-  "sample_run", "load_run",
+  "sample_run", "load_run", "load_images", "Standardiser",
 ]
 
 
@@ -128,7 +128,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 FOLDER_DEFAULTS: dict[str, Any] = dict(image_size=128, channels=3)
 # --quick: the same pipeline in seconds, for tests.
 QUICK: dict[str, Any] = dict(
-  n_images=24, image_size=32, ae_latent_dim=16, ae_features=(8, 16), ae_epochs=2,
+  n_images=32, held_out_fraction=0.25, image_size=32, ae_latent_dim=16, ae_features=(8, 16), ae_epochs=2,
   ae_batch_size=8, rbm_hidden=8, rbm_epochs=3, rbm_batch_size=8, pixel_hidden=8,
   pixel_epochs=3, sample_chains=8, sample_steps=20, ais_chains=4, ais_betas=50)
 
@@ -219,12 +219,17 @@ def _sample_chains(key, params, n_chains: int, n_steps: int, desc: str):
   return np.asarray(rbm.visible_mean(params, state.h)), np.asarray(state.h)
 
 
-class _Standardiser:
+class Standardiser:
   """Per-dimension standardisation of latents for a Gaussian RBM (identity for Bernoulli)."""
 
-  def __init__(self, z: np.ndarray, on: bool):
-    self.mean = z.mean(0) if on else np.zeros(z.shape[1], np.float32)
-    self.std = z.std(0) + 1e-6 if on else np.ones(z.shape[1], np.float32)
+  def __init__(self, mean: np.ndarray, std: np.ndarray):
+    self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+
+  @classmethod
+  def fit(cls, z: np.ndarray, on: bool) -> "Standardiser":
+    if on:
+      return cls(z.mean(0), z.std(0) + 1e-6)
+    return cls(np.zeros(z.shape[1]), np.ones(z.shape[1]))
 
   def forward(self, z):
     return ((z - self.mean) / self.std).astype(np.float32)
@@ -284,7 +289,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, A
   z_train = ae.encode_batched(ae_params, ae_cfg, x_train)
   z_held = ae.encode_batched(ae_params, ae_cfg, x_held) if len(x_held) else z_train
   gaussian = config.rbm_visible == "gaussian"
-  scaler = _Standardiser(z_train, gaussian)
+  scaler = Standardiser.fit(z_train, gaussian)
   zs_train, zs_held = scaler.forward(z_train), scaler.forward(z_held)
   rbm_cfg = config.rbm_config()
   rbm_cfg = dataclasses.replace(rbm_cfg, batch_size=min(rbm_cfg.batch_size, len(zs_train)))
@@ -440,7 +445,8 @@ not comparable with each other. Inputs in (0, 1) are treated as Bernoulli means,
 # ---------------------------------------------------------------------------- saved runs
 
 
-def load_run(run_dir: str | Path) -> tuple[ExperimentConfig, Any, rbm.RBM, rbm.RBM, dict]:
+def load_run(run_dir: str | Path
+             ) -> tuple[ExperimentConfig, Any, rbm.RBM, rbm.RBM, Standardiser]:
   """A finished run's config, AE parameters, latent and pixel RBMs and latent scaler."""
   run_dir = Path(run_dir)
   cfg_path = run_dir / "config.json"
@@ -454,7 +460,8 @@ def load_run(run_dir: str | Path) -> tuple[ExperimentConfig, Any, rbm.RBM, rbm.R
   ae_params = checkpoint.restore(ckpt / "autoencoder", ae.init(jax.random.key(0), ae_cfg))
   lat = checkpoint.load_rbm(ckpt / "latent_rbm")
   pix = checkpoint.load_rbm(ckpt / "pixel_rbm")
-  scaler = dict(np.load(ckpt / "latent_scaler.npz"))
+  with np.load(ckpt / "latent_scaler.npz") as f:
+    scaler = Standardiser(f["mean"], f["std"])
   return config, ae_params, lat, pix, scaler
 
 
@@ -469,8 +476,7 @@ def sample_run(run_dir: str | Path, *, n: int = 64, steps: int = 1000, seed: int
   out_dir.mkdir(parents=True, exist_ok=True)
   k_lat, k_pix = jax.random.split(jax.random.key(seed))
   z, _ = _sample_chains(k_lat, lat, n, steps, "latent RBM chains")
-  z = z * scaler["std"] + scaler["mean"]
-  images = ae.decode_batched(ae_params, ae_cfg, z)
+  images = ae.decode_batched(ae_params, ae_cfg, scaler.inverse(z))
   px, _ = _sample_chains(k_pix, pix, n, steps, "pixel RBM chains")
   shape = (config.image_size, config.image_size, config.channels)
   paths = {

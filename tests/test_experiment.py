@@ -100,3 +100,15 @@ def test_console_script_exit_code():
   proc = subprocess.run([sys.executable, "-m", "aerbm_jax.cli", "experiment", "nosuch"],
                         capture_output=True, text=True)
   assert proc.returncode == 2 and "unknown experiment" in proc.stderr
+
+
+def test_evaluate_writes_metrics_and_table(mondrian_run):
+  assert cli.main(["evaluate", str(mondrian_run), "--n", "8", "--steps", "5"]) == 0
+  m = json.loads((mondrian_run / "metrics.json").read_text())["evaluation"]
+  for space in ("pixels_8x8", "ae_encoder"):
+    for model in ("ae_rbm", "pixel_rbm", "training_images"):
+      s = m[space][model]
+      assert 0 <= s["precision"] <= 1 and 0 <= s["recall"] <= 1 and np.isfinite(s["mmd2"])
+  ll = m["log_likelihood"]["latent_rbm_nats_per_code"]
+  assert ll["lower"] <= ll["log_likelihood"] <= ll["upper"]
+  assert "pixel RBM versus AE + RBM" in (mondrian_run / "evaluation.md").read_text()
