@@ -37,9 +37,6 @@ __all__ = [
   "encode_batched",
 ]
 
-SUPPORTED_SIZES = (28, 32, 64, 128)
-
-
 @dataclasses.dataclass(frozen=True)
 class AEConfig:
   """Architecture and training of the autoencoder."""

@@ -11,7 +11,7 @@ import orbax.checkpoint as ocp
 
 from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 
-__all__ = ["save", "restore", "save_rbm", "load_rbm"]
+__all__ = ["save", "restore", "load_rbm"]
 
 
 def save(path: str | Path, tree: Any) -> Path:
@@ -33,10 +33,6 @@ def restore(path: str | Path, target: Any | None = None) -> Any:
   if target is not None:
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), target)
   return ocp.StandardCheckpointer().restore(path, target)
-
-
-def save_rbm(path: str | Path, params: RBM) -> Path:
-  return save(path, params)
 
 
 def load_rbm(path: str | Path) -> RBM:

@@ -16,7 +16,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 __all__ = ["main", "build_parser"]
 
@@ -33,13 +33,26 @@ def _parse_tuple(text: str) -> tuple[int, ...]:
   return values
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
+def _config_fields() -> dict[str, set[str]]:
+  """Field names of each experiment config: the recipe's and the CI study's."""
+  from aerbm_jax.ci_study import CIStudyConfig
   from aerbm_jax.experiment import ExperimentConfig
 
-  group = parser.add_argument_group("config fields (override the preset)")
-  for f in dataclasses.fields(ExperimentConfig):
-    if f.name in ("name",) or f.name in _SHORT:
+  return {kind: {f.name for f in dataclasses.fields(cls)} - {"name"}
+          for kind, cls in (("recipe", ExperimentConfig), ("ci_study", CIStudyConfig))}
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+  from aerbm_jax.ci_study import CIStudyConfig
+  from aerbm_jax.experiment import ExperimentConfig
+
+  group = parser.add_argument_group(
+    "config fields (override the preset; see ExperimentConfig, or CIStudyConfig for ci_study)")
+  seen: set[str] = set()
+  for f in [*dataclasses.fields(ExperimentConfig), *dataclasses.fields(CIStudyConfig)]:
+    if f.name in ("name",) or f.name in _SHORT or f.name in seen:
       continue
+    seen.add(f.name)
     flag = "--" + f.name.replace("_", "-")
     kind = f.type
     if kind == "bool":
@@ -58,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
   sub = parser.add_subparsers(dest="command", required=True)
 
   exp = sub.add_parser("experiment", help="train AE + latent RBM and a pixel RBM, sample, report")
-  exp.add_argument("name", help="mondrian, faces or digits")
+  exp.add_argument("name", help="mondrian, faces, digits, or ci_study (the interval study)")
   exp.add_argument("--data", help="a folder of your own images (read at 128x128x3 by default)")
   exp.add_argument("--out", help="run directory to create (default runs/NAME-TIMESTAMP)")
   exp.add_argument("--seed", type=int, default=None, help="PRNG seed (default 0)")
@@ -84,21 +97,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-  from aerbm_jax.experiment import ExperimentConfig, make_config, run_experiment
+  from aerbm_jax.ci_study import make_study_config, run_study
+  from aerbm_jax.experiment import make_config, run_experiment
 
-  fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
-  overrides: dict[str, Any] = {
-    k: v for k, v in vars(args).items() if k in fields and k != "name" and v is not None
-  }
+  fields = _config_fields()
+  kind = "ci_study" if args.name == "ci_study" else "recipe"
+  given = {k: v for k, v in vars(args).items()
+           if k in fields["recipe"] | fields["ci_study"] and v is not None}
+  foreign = sorted(set(given) - fields[kind])
+  if foreign:
+    flags = ", ".join("--" + f.replace("_", "-") for f in foreign)
+    raise ValueError(f"experiment {args.name!r} has no option {flags}")
   if args.data:
     data = Path(args.data)
     if not data.exists():
       raise FileNotFoundError(f"--data {data}: no such folder")
     if not data.is_dir():
       raise NotADirectoryError(f"--data {data}: is a file; pass a folder of images")
-  config = make_config(args.name, quick=args.quick, folder=bool(args.data), **overrides)
   out = Path(args.out) if args.out else Path("runs") / f"{args.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-  run_experiment(config, out)
+  if kind == "ci_study":
+    run_study(make_study_config(quick=args.quick, **given), out)
+  else:
+    run_experiment(make_config(args.name, quick=args.quick, folder=bool(args.data), **given), out)
   return 0
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -297,7 +296,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, A
                   data=zs_train)
   lat, lat_hist = train.fit(k_rbm, lat0, zs_train, rbm_cfg)
   timings["latent_rbm_s"] = time.perf_counter() - t0
-  checkpoint.save_rbm(run_dir / "checkpoints" / "latent_rbm", lat)
+  checkpoint.save(run_dir / "checkpoints" / "latent_rbm", lat)
   np.savez(run_dir / "checkpoints" / "latent_scaler.npz", mean=scaler.mean, std=scaler.std)
 
   # 4. pixel RBM
@@ -308,7 +307,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, A
   pix_cfg = dataclasses.replace(config.pixel_config(), batch_size=rbm_cfg.batch_size)
   pix, pix_hist = train.fit(k_pix, pix0, p_train, pix_cfg)
   timings["pixel_rbm_s"] = time.perf_counter() - t0
-  checkpoint.save_rbm(run_dir / "checkpoints" / "pixel_rbm", pix)
+  checkpoint.save(run_dir / "checkpoints" / "pixel_rbm", pix)
 
   # 5. sampling and decoding
   t0 = time.perf_counter()

@@ -152,10 +152,22 @@ def base_rate_bias(data: ArrayLike, smoothing: float = 0.05) -> Array:
   return jnp.log(mean) - jnp.log1p(-mean)
 
 
-def _ais_log_unnorm(p: BernoulliRBM, b_a: Array, beta: Array, v: Array) -> Array:
-  """`log p*_beta(v) = ((1-beta) b_A + beta b).v + sum_j softplus(beta (c + vW)_j)`."""
-  field = (1.0 - beta) * b_a + beta * p.b
-  return _mm(v, field) + jnp.sum(jax.nn.softplus(beta * (_mm(v, p.W) + p.c)), axis=-1)
+def _ais_log_ratio(p: BernoulliRBM, b_a: Array, beta: Array, beta_prev: Array, v: Array
+                   ) -> Array:
+  """`log p*_beta(v) - log p*_beta_prev(v)`, computed without cancelling large terms.
+
+  `log p*_beta(v) = ((1-beta) b_A + beta b).v + sum_j softplus(beta (c + vW)_j)`; each term
+  of the difference is small, so float32 keeps its precision over thousands of steps.
+  """
+  x = _mm(v, p.W) + p.c
+  d_beta = beta - beta_prev
+  field = d_beta * _mm(v, p.b - b_a)
+  # softplus(beta x) - softplus(beta' x) = log1p(exp(beta x)) - log1p(exp(beta' x)), via
+  # softplus(y) = max(y, 0) + log1p(exp(-|y|)) so that no term grows with |x|.
+  hi, lo = beta * x, beta_prev * x
+  soft = (jnp.maximum(hi, 0) - jnp.maximum(lo, 0)) + (
+    jnp.log1p(jnp.exp(-jnp.abs(hi))) - jnp.log1p(jnp.exp(-jnp.abs(lo))))
+  return field + jnp.sum(soft, axis=-1)
 
 
 @partial(jax.jit, static_argnames=("n_chains",))
@@ -167,7 +179,7 @@ def _ais(key, params: BernoulliRBM, b_a, betas, n_chains: int):
   def body(carry, xs):
     v, log_w = carry
     beta_prev, beta, k = xs
-    log_w = log_w + _ais_log_unnorm(params, b_a, beta, v) - _ais_log_unnorm(params, b_a, beta_prev, v)
+    log_w = log_w + _ais_log_ratio(params, b_a, beta, beta_prev, v)
     # One Gibbs transition leaving p_beta invariant.
     key_h, key_v = jax.random.split(k)
     h = bernoulli(key_h, jax.nn.sigmoid(beta * (_mm(v, params.W) + params.c)), 32)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from functools import partial
 from typing import Callable, NamedTuple
 
 import jax

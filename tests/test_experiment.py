@@ -82,6 +82,8 @@ def test_faces_on_a_user_folder(tmp_path):
     (["experiment", "faces", "--data", "/nonexistent/photos"], "no such folder"),
     (["experiment", "mondrian", "--rbm-hidden", "0"], "rbm_hidden must be > 0"),
     (["experiment", "mondrian", "--ae-learning-rate", "nan"], "ae_learning_rate"),
+    (["experiment", "mondrian", "--n-values", "3,4"], "has no option --n-values"),
+    (["experiment", "ci_study", "--seeds", "1"], "seeds must be >= 2"),
     (["sample", "/nonexistent/run"], "not a run directory"),
   ],
 )

@@ -1,0 +1,26 @@
+"""The confidence-interval study, end to end in its --quick form."""
+
+import json
+
+import numpy as np
+
+from aerbm_jax import cli
+
+
+def test_quick_ci_study(tmp_path):
+  out = tmp_path / "ci"
+  assert cli.main(["experiment", "ci_study", "--quick", "--out", str(out)]) == 0
+  for name in ("config.json", "ci_study.json", "report.md", "ci_width_vs_dimension.png",
+               "ci_width_and_quality_vs_n.png"):
+    assert (out / name).exists(), name
+  res = json.loads((out / "ci_study.json").read_text())
+  spaces = {(r["space"], r["n"]) for r in res["rows"]}
+  assert spaces == {("pixels", 12), ("latent8", 12), ("pixels", 24), ("latent8", 24)}
+  for r in res["rows"]:
+    for q in ("mean", "covariance", "wwt"):
+      w = r["own_space"][q]
+      assert np.isfinite(w["relative_width"]) and w["mean_width"] > 0
+    assert r["pixel_mean_image"]["mean_width"] > 0
+    assert 0 <= r["quality"]["precision"] <= 1
+  report = (out / "report.md").read_text()
+  assert "The claim" in report and "| 24 | pixels |" in report
