@@ -118,7 +118,7 @@ def _fit_seeds(key, x: np.ndarray, config: CIStudyConfig, lr: float):
                                                    data=x).b, init.b.shape))
   batch = min(config.rbm_batch_size, len(x))
   epochs = max(1, math.ceil(config.rbm_updates / (len(x) // batch)))
-  cfg = train.TrainConfig(method="pcd", epochs=epochs, batch_size=batch, learning_rate=lr,
+  cfg = train.TrainConfig(method="cd", epochs=epochs, batch_size=batch, learning_rate=lr,
                           exact_ll=False, progress=False)
   params, _ = train.fit_many(keys, init, x, cfg, bootstrap=config.bootstrap)
   return params
@@ -309,7 +309,7 @@ def _report(rows, config: CIStudyConfig, source: str, total_s: float) -> str:
 
 Data: {source}, {config.image_size}x{config.image_size}x{config.channels}. {config.seeds} seeds
 per setting{' (each on a bootstrap resample)' if config.bootstrap else ''}, {config.hidden} hidden
-units, PCD-1 for {config.rbm_updates} updates; intervals are mean +- 1.96 s / sqrt(S) over seeds.
+units, CD-1 for {config.rbm_updates} updates; intervals are mean +- 1.96 s / sqrt(S) over seeds.
 Relative width = mean interval width / RMS of the quantity, so spaces of different sizes compare.
 Total time {total_s:.0f} s.
 

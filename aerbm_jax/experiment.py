@@ -51,7 +51,7 @@ class ExperimentConfig:
   # RBM on the latent codes
   rbm_visible: str = "bernoulli"  # "gaussian" needs ae_latent_activation="linear"
   rbm_hidden: int = 64
-  rbm_method: str = "pcd"
+  rbm_method: str = "cd"  # CD-1: PCD-1 with momentum 0.9 collapsed the pixel RBMs (measured)
   rbm_k: int = 1
   rbm_epochs: int = 300
   rbm_batch_size: int = 16
