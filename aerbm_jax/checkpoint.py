@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,17 @@ import orbax.checkpoint as ocp
 
 from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 
-__all__ = ["save", "restore", "load_rbm"]
+__all__ = ["save", "restore", "load_rbm", "new_run_dir"]
+
+
+def new_run_dir(run_dir: str | Path, config: Any) -> Path:
+  """Create a run directory holding `config.json`; an existing, non-empty one is an error."""
+  run_dir = Path(run_dir)
+  if run_dir.exists() and any(run_dir.iterdir()):
+    raise FileExistsError(f"run directory {run_dir} exists and is not empty; choose another --out")
+  run_dir.mkdir(parents=True, exist_ok=True)
+  (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
+  return run_dir
 
 
 def save(path: str | Path, tree: Any) -> Path:

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from aerbm_jax import autoencoder as ae
-from aerbm_jax import data, metrics, rbm, sampling, train
+from aerbm_jax import checkpoint, data, metrics, rbm, sampling, train
 
 __all__ = ["CIStudyConfig", "QUICK", "make_study_config", "run_study"]
 
@@ -162,11 +162,7 @@ def _quality(samples_px: np.ndarray, held: np.ndarray, rng: np.random.Generator)
 def run_study(config: CIStudyConfig, run_dir: str | Path) -> dict[str, Any]:
   """Run the study; results go to `run_dir`."""
   config.validate()
-  run_dir = Path(run_dir)
-  if run_dir.exists() and any(run_dir.iterdir()):
-    raise FileExistsError(f"run directory {run_dir} exists and is not empty; choose another --out")
-  run_dir.mkdir(parents=True, exist_ok=True)
-  (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
+  run_dir = checkpoint.new_run_dir(run_dir, config)
   t_start = time.perf_counter()
   pool, held, source = _pool(config)
   shape = pool.shape[1:]

@@ -240,11 +240,7 @@ class Standardiser:
 def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, Any]:
   """Run the whole recipe; return the metrics also written to `run_dir/metrics.json`."""
   config.validate()
-  run_dir = Path(run_dir)
-  if run_dir.exists() and any(run_dir.iterdir()):
-    raise FileExistsError(f"run directory {run_dir} exists and is not empty; choose another --out")
-  run_dir.mkdir(parents=True, exist_ok=True)
-  (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
+  run_dir = checkpoint.new_run_dir(run_dir, config)
   timings: dict[str, float] = {}
   t_start = time.perf_counter()
   key = jax.random.key(config.seed)
