@@ -307,6 +307,8 @@ Data: {source}, {config.image_size}x{config.image_size}x{config.channels}. {conf
 per setting{' (each on a bootstrap resample)' if config.bootstrap else ''}, {config.hidden} hidden
 units, CD-1 for {config.rbm_updates} updates; intervals are mean +- 1.96 s / sqrt(S) over seeds.
 Relative width = mean interval width / RMS of the quantity, so spaces of different sizes compare.
+Each latent setting uses one autoencoder (trained once on the N images), so the latent RBMs'
+intervals measure the RBM's variability given that encoder, not the encoder's own.
 Total time {total_s:.0f} s.
 
 **{claim}.**
