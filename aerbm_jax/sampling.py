@@ -63,7 +63,6 @@ def step(
   return GibbsState(v=v, h=h)
 
 
-
 def run(
   key: Array,
   state: GibbsState,
