@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -113,9 +112,7 @@ def _pool(config: CIStudyConfig) -> tuple[np.ndarray, np.ndarray, str]:
 def _fit_seeds(key, x: np.ndarray, config: CIStudyConfig, lr: float):
   """S seeds of one setting in one vmapped call: stacked params."""
   keys = jax.random.split(key, config.seeds)
-  init = jax.vmap(lambda k: rbm.init(k, x.shape[1], config.hidden))(keys)
-  init = init._replace(b=jnp.broadcast_to(rbm.init(keys[0], x.shape[1], config.hidden,
-                                                   data=x).b, init.b.shape))
+  init = jax.vmap(lambda k: rbm.init(k, x.shape[1], config.hidden, data=x))(keys)
   batch = min(config.rbm_batch_size, len(x))
   epochs = max(1, math.ceil(config.rbm_updates / (len(x) // batch)))
   cfg = train.TrainConfig(method="cd", epochs=epochs, batch_size=batch, learning_rate=lr,

@@ -16,8 +16,8 @@ import jax
 import numpy as np
 
 from aerbm_jax import autoencoder as ae
-from aerbm_jax import data, metrics
-from aerbm_jax.experiment import _sample_chains, load_images, load_run
+from aerbm_jax import metrics
+from aerbm_jax.experiment import load_run, load_split, sample_means
 
 __all__ = ["evaluate_run"]
 
@@ -36,16 +36,14 @@ def evaluate_run(run_dir: str | Path, *, n_samples: int = 256, steps: int = 1000
   run_dir = Path(run_dir)
   config, ae_params, lat, pix, scaler = load_run(run_dir)
   ae_cfg = config.ae_config()
-  images, names, _ = load_images(config)
-  train_idx, held_idx = data.split_indices(names, config.held_out_fraction)
-  x_train, x_held = images[train_idx], images[held_idx]
+  x_train, x_held, _ = load_split(config)
   if len(x_held) < 5:
     raise ValueError(f"{run_dir}: only {len(x_held)} held-out images; metrics need >= 5 "
                      "(raise held_out_fraction or use more images)")
   k_lat, k_pix, k_ll1, k_ll2 = jax.random.split(jax.random.key(seed), 4)
-  z, _ = _sample_chains(k_lat, lat, n_samples, steps, "latent RBM chains")
+  z = sample_means(k_lat, lat, n_samples, steps, "latent RBM chains")
   ae_rbm = ae.decode_batched(ae_params, ae_cfg, scaler.inverse(z))
-  px, _ = _sample_chains(k_pix, pix, n_samples, steps, "pixel RBM chains")
+  px = sample_means(k_pix, pix, n_samples, steps, "pixel RBM chains")
   pixel_rbm = px.reshape((-1,) + x_train.shape[1:])
   k = min(3, len(x_held) - 1)
 

@@ -24,7 +24,7 @@ from aerbm_jax import checkpoint, data, partition, plots, rbm, sampling, train
 
 __all__ = [
   "ExperimentConfig", "PRESETS", "FOLDER_DEFAULTS", "QUICK", "make_config", "run_experiment",
-  "sample_run", "load_run", "load_images", "Standardiser",
+  "sample_run", "load_run", "load_images", "load_split", "sample_means", "Standardiser",
 ]
 
 
@@ -183,6 +183,13 @@ def load_images(config: ExperimentConfig) -> tuple[np.ndarray, list[str], str]:
   return images, names, source
 
 
+def load_split(config: ExperimentConfig) -> tuple[np.ndarray, np.ndarray, str]:
+  """The run's images split by name into `(train, held_out, description)`."""
+  images, names, source = load_images(config)
+  train_idx, held_idx = data.split_indices(names, config.held_out_fraction)
+  return images[train_idx], images[held_idx], source
+
+
 # ---------------------------------------------------------------------------- pipeline
 
 
@@ -198,24 +205,26 @@ def _rbm_ll(key, params, x, config: ExperimentConfig, base_data) -> dict[str, fl
           "ais_log_z_upper": float(res.log_z_upper), "held_out_log_p_star": ll}
 
 
-def _sample_chains(key, params, n_chains: int, n_steps: int, desc: str):
+_run_chains = jax.jit(sampling.run, static_argnames=("n_steps",))
+
+
+def sample_means(key, params, n_chains: int, n_steps: int, desc: str) -> np.ndarray:
   """Block Gibbs chains from random starts, in compiled chunks of sweeps with a progress bar.
 
-  Returns `(v_mean, h)`: the last hidden sample and the visible means `E[v | h]`
-  (the noise-free image or latent code those hidden units describe).
+  Returns the visible means `E[v | h]` of the last hidden sample, `(n_chains, n_visible)`:
+  the noise-free image or latent code those hidden units describe.
   """
   chunk = max(1, min(n_steps, 100))
   key_init, key_run = jax.random.split(key)
   state = sampling.init(params, sampling.random_visible(key_init, params, n_chains))
-  run = jax.jit(sampling.run, static_argnames=("n_steps",))
   done = 0
   with tqdm(total=n_steps, desc=desc, leave=False, unit="sweep") as bar:
     while done < n_steps:
       step = min(chunk, n_steps - done)
-      state = run(jax.random.fold_in(key_run, done), state, params, n_steps=step)
+      state = _run_chains(jax.random.fold_in(key_run, done), state, params, n_steps=step)
       done += step
       bar.update(step)
-  return np.asarray(rbm.visible_mean(params, state.h)), np.asarray(state.h)
+  return np.asarray(rbm.visible_mean(params, state.h))
 
 
 class Standardiser:
@@ -248,12 +257,10 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, A
 
   # 1. data
   t0 = time.perf_counter()
-  images, names, source = load_images(config)
-  train_idx, held_idx = data.split_indices(names, config.held_out_fraction)
-  x_train, x_held = images[train_idx], images[held_idx]
+  x_train, x_held, source = load_split(config)
   timings["data_s"] = time.perf_counter() - t0
   print(f"data: {source}: {len(x_train)} train / {len(x_held)} held-out images of "
-        f"{images.shape[1:]}")
+        f"{x_train.shape[1:]}")
   plots.save_grid(run_dir / "train_images.png", x_train[:64])
 
   # 2. autoencoder
@@ -307,12 +314,12 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, A
 
   # 5. sampling and decoding
   t0 = time.perf_counter()
-  z_mean, _ = _sample_chains(k_samp, lat, config.sample_chains, config.sample_steps,
+  z_mean = sample_means(k_samp, lat, config.sample_chains, config.sample_steps,
                              "latent RBM chains")
   ae_rbm_images = ae.decode_batched(ae_params, ae_cfg, scaler.inverse(z_mean))
   timings["ae_rbm_sampling_s"] = time.perf_counter() - t0
   t0 = time.perf_counter()
-  px_mean, _ = _sample_chains(k_psamp, pix, config.sample_chains, config.sample_steps,
+  px_mean = sample_means(k_psamp, pix, config.sample_chains, config.sample_steps,
                               "pixel RBM chains")
   pixel_images = px_mean.reshape((-1,) + x_train.shape[1:])
   timings["pixel_rbm_sampling_s"] = time.perf_counter() - t0
@@ -330,7 +337,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, A
   t0 = time.perf_counter()
   metrics = {
     "data": {"source": source, "n_train": int(len(x_train)), "n_held_out": int(len(x_held)),
-             "image_shape": list(images.shape[1:])},
+             "image_shape": list(x_train.shape[1:])},
     "autoencoder": ae_metrics,
     "latent_rbm": {
       "n_visible": config.ae_latent_dim, "n_hidden": config.rbm_hidden,
@@ -470,9 +477,9 @@ def sample_run(run_dir: str | Path, *, n: int = 64, steps: int = 1000, seed: int
   out_dir = Path(out) if out else Path(run_dir) / "samples"
   out_dir.mkdir(parents=True, exist_ok=True)
   k_lat, k_pix = jax.random.split(jax.random.key(seed))
-  z, _ = _sample_chains(k_lat, lat, n, steps, "latent RBM chains")
+  z = sample_means(k_lat, lat, n, steps, "latent RBM chains")
   images = ae.decode_batched(ae_params, ae_cfg, scaler.inverse(z))
-  px, _ = _sample_chains(k_pix, pix, n, steps, "pixel RBM chains")
+  px = sample_means(k_pix, pix, n, steps, "pixel RBM chains")
   shape = (config.image_size, config.image_size, config.channels)
   paths = {
     "ae_rbm": plots.save_grid(out_dir / f"ae_rbm_seed{seed}_steps{steps}.png", images),

@@ -27,7 +27,7 @@ __all__ = [
   "pairwise_sq_dists", "downsample_features",
 ]
 
-_mm = partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
+_mm = rbm.exact_matmul
 
 
 def _features(x: ArrayLike, name: str) -> Array:

@@ -30,7 +30,7 @@ MAX_EXACT_UNITS = 28  # 2^28 states: seconds on a GPU, minutes on a CPU
 
 # Every product here runs in full float32 (or float64) precision, never TF32 or bfloat16:
 # log Z is a sum of terms in the hundreds or thousands whose error must stay far below a nat.
-_mm = partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
+_mm = rbm.exact_matmul
 
 
 def _float_dtype() -> jnp.dtype:

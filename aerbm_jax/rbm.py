@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import NamedTuple, Union
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 from jax import Array
@@ -37,6 +39,7 @@ __all__ = [
   "n_visible",
   "n_hidden",
   "validate_data",
+  "exact_matmul",
 ]
 
 
@@ -65,6 +68,7 @@ RBM = Union[BernoulliRBM, GaussianRBM]
 # their statistical tests pass either way.
 EXACT = Precision.HIGHEST
 SAMPLER_PRECISION = None
+exact_matmul = partial(jnp.matmul, precision=EXACT)
 
 
 def n_visible(params: RBM) -> int:
@@ -213,14 +217,14 @@ def energy(params: RBM, v: ArrayLike, h: ArrayLike) -> Array:
   """Joint energy `E(v, h)`, `(batch,)`."""
   _check_kind(params)
   v, h = jnp.asarray(v), jnp.asarray(h)
-  hid = jnp.matmul(h, params.c, precision=EXACT)
+  hid = exact_matmul(h, params.c)
   if isinstance(params, GaussianRBM):
     inv_var = jnp.exp(-2.0 * params.log_sigma)
     quad = 0.5 * jnp.sum((v - params.b) ** 2 * inv_var, axis=-1)
-    inter = jnp.sum(jnp.matmul(v * inv_var, params.W, precision=EXACT) * h, axis=-1)
+    inter = jnp.sum(exact_matmul(v * inv_var, params.W) * h, axis=-1)
     return quad - inter - hid
-  inter = jnp.sum(jnp.matmul(v, params.W, precision=EXACT) * h, axis=-1)
-  return -inter - jnp.matmul(v, params.b, precision=EXACT) - hid
+  inter = jnp.sum(exact_matmul(v, params.W) * h, axis=-1)
+  return -inter - exact_matmul(v, params.b) - hid
 
 
 def free_energy(params: RBM, v: ArrayLike) -> Array:
@@ -231,7 +235,7 @@ def free_energy(params: RBM, v: ArrayLike) -> Array:
   if isinstance(params, GaussianRBM):
     quad = 0.5 * jnp.sum((v - params.b) ** 2 * jnp.exp(-2.0 * params.log_sigma), axis=-1)
     return quad - soft
-  return -jnp.matmul(v, params.b, precision=EXACT) - soft
+  return -exact_matmul(v, params.b) - soft
 
 
 def temper(params: RBM, beta: ArrayLike) -> RBM:

@@ -21,7 +21,7 @@ from jax.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from aerbm_jax import partition, rbm, sampling
-from aerbm_jax._rng import DEFAULT_UNIFORM_BITS
+from aerbm_jax._rng import DEFAULT_UNIFORM_BITS, resolve_uniform_bits
 from aerbm_jax.rbm import RBM, GaussianRBM
 from aerbm_jax.sampling import GibbsState
 
@@ -77,8 +77,8 @@ class TrainConfig:
       raise ValueError("learning_rate must be > 0")
     if self.schedule not in ("constant", "linear", "cosine"):
       raise ValueError(f"schedule must be 'constant', 'linear' or 'cosine', got {self.schedule!r}")
-    if self.uniform_bits not in (None, 16, 32):
-      raise ValueError(f"uniform_bits must be 16 or 32, got {self.uniform_bits!r}")
+    if self.uniform_bits is not None:
+      resolve_uniform_bits(self.uniform_bits)
 
 
 class TrainState(NamedTuple):
