@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from functools import partial
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -22,6 +23,8 @@ import optax
 from jax import Array
 from jax.typing import ArrayLike
 from tqdm.auto import tqdm
+
+from aerbm_jax import checkpoint
 
 __all__ = [
   "AEConfig",
@@ -224,9 +227,9 @@ def _optimizer(config: AEConfig) -> optax.GradientTransformation:
   return optax.adam(config.learning_rate)
 
 
-@partial(jax.jit, static_argnames=("config",))
+@partial(jax.jit, static_argnames=("config",), donate_argnums=(0, 1))
 def _step(params, opt_state, batch, key, config: AEConfig):
-  """One Adam step on a minibatch (augmented when configured)."""
+  """One Adam step on a minibatch (augmented when configured); updates the buffers in place."""
   if config.augment:
     batch = _augment(key, batch)
   loss, grads = jax.value_and_grad(mse)(params, config, batch)
@@ -246,6 +249,9 @@ def fit(
   images: ArrayLike,
   config: AEConfig,
   held_out: ArrayLike | None = None,
+  *,
+  checkpoint_dir: str | Path | None = None,
+  checkpoint_every_s: float = 30.0,
 ) -> tuple[Any, AEHistory]:
   """Train on `images: (N, H, W, C)` with Adam on MSE.
 
@@ -253,6 +259,10 @@ def fit(
   slower inside a `lax.scan` body than as a top-level computation (measured), and a step of
   this size amortises the dispatch. Raises FloatingPointError naming the epoch if the loss
   becomes NaN or inf.
+
+  With `checkpoint_dir`, parameters, Adam state and losses are checkpointed after minibatch
+  updates (at most every `checkpoint_every_s` seconds, and on KeyboardInterrupt); a folder that
+  already holds a checkpoint resumes from it, bit for bit.
   """
   config.validate()
   x = _check_images(images, config)
@@ -261,27 +271,59 @@ def fit(
                      "images; lower it")
   held = None if held_out is None or len(held_out) == 0 else _check_images(
     held_out, config, "held-out images")
-  opt_state = _optimizer(config).init(params)
-  train_hist, held_hist = [], []
-  bar = tqdm(range(config.epochs), desc="autoencoder", disable=not config.progress, leave=False)
   n_batches = x.shape[0] // config.batch_size
-  for epoch in bar:
-    key_perm, key_aug = jax.random.split(jax.random.fold_in(key, epoch))
-    perm = np.asarray(jax.random.permutation(key_perm, x.shape[0]))
-    losses = []
-    for i, k in enumerate(jax.random.split(key_aug, n_batches)):
-      batch = x[perm[i * config.batch_size : (i + 1) * config.batch_size]]
-      params, opt_state, loss = _step(params, opt_state, batch, k, config)
-      losses.append(loss)
-    loss = float(np.mean(jax.device_get(losses)))
-    if not math.isfinite(loss):
-      raise FloatingPointError(
-        f"autoencoder training diverged in epoch {epoch} (loss {loss}); lower learning_rate")
-    train_hist.append(loss)
-    last = epoch == config.epochs - 1
-    if held is not None and (epoch % 5 == 0 or last):
-      held_hist.append(held_out_mse(params, config, held))
-    else:
-      held_hist.append(float("nan"))
-    bar.set_postfix(mse=f"{loss:.4f}", held=f"{held_hist[-1]:.4f}")
-  return params, AEHistory(np.array(train_hist), np.array(held_hist))
+  params = jax.tree.map(jnp.copy, params)  # steps donate their buffers; keep the caller's
+  opt_state = _optimizer(config).init(params)
+  losses = np.full(config.epochs * n_batches, np.nan, np.float32)
+  held_hist = np.full(config.epochs, np.nan, np.float32)
+  done = 0  # minibatch updates so far
+  progress = None
+  if checkpoint_dir is not None:
+    progress = checkpoint.Progress(checkpoint_dir, checkpoint_every_s)
+    meta = {"model": "autoencoder", "config": dataclasses.asdict(config),
+            "n_images": int(x.shape[0]), "key": np.asarray(jax.random.key_data(key)).tolist()}
+
+    def tree():
+      return {"params": params, "opt_state": opt_state, "losses": losses, "held_out": held_hist}
+
+    if progress.latest_step() is not None:
+      saved, _ = progress.restore(tree(), meta)
+      params, opt_state = saved["params"], saved["opt_state"]
+      losses, held_hist = np.array(saved["losses"]), np.array(saved["held_out"])
+      done = progress.latest_step()
+
+  def save(force: bool) -> None:
+    if progress is not None:
+      progress.save(done, tree(), {**meta, "step": done}, force=force)
+
+  bar = tqdm(total=config.epochs * n_batches, initial=done, desc="autoencoder", unit="step",
+             disable=not config.progress, leave=False)
+  try:
+    for epoch in range(done // n_batches, config.epochs):
+      key_perm, key_aug = jax.random.split(jax.random.fold_in(key, epoch))
+      perm = np.asarray(jax.random.permutation(key_perm, x.shape[0]))
+      step_keys = jax.random.split(key_aug, n_batches)
+      for i in range(done - epoch * n_batches, n_batches):
+        batch = x[perm[i * config.batch_size : (i + 1) * config.batch_size]]
+        params, opt_state, loss = _step(params, opt_state, batch, step_keys[i], config)
+        losses[done] = loss
+        done += 1
+        bar.update(1)
+      loss = float(np.mean(losses[epoch * n_batches : done]))
+      if not math.isfinite(loss):
+        last = "" if progress is None else (
+          f"; the last good checkpoint (step {progress.latest_step()}) is in {progress.directory}")
+        raise FloatingPointError(f"autoencoder training diverged in epoch {epoch} (loss {loss}); "
+                                 f"lower learning_rate{last}")
+      if held is not None and (epoch % 5 == 0 or epoch == config.epochs - 1):
+        held_hist[epoch] = held_out_mse(params, config, held)
+      bar.set_postfix(mse=f"{loss:.4f}", held=f"{held_hist[epoch]:.4f}")
+      save(epoch == config.epochs - 1)  # periodic saves only at checked epoch boundaries
+  except KeyboardInterrupt:
+    if not any(leaf.is_deleted() for leaf in jax.tree.leaves((params, opt_state))):
+      save(True)
+    raise
+  finally:
+    bar.close()
+  train_mse = losses.reshape(config.epochs, n_batches).mean(1)
+  return params, AEHistory(train_mse, held_hist)

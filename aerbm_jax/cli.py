@@ -1,17 +1,21 @@
 """The `aerbm` command: run experiments and sample from finished runs.
 
   aerbm experiment NAME [--data DIR] [--out DIR] [--seed N] [--quick] [--FIELD VALUE ...]
+  aerbm experiment NAME --resume RUN_DIR
   aerbm sample RUN_DIR [--n 64] [--steps 1000] [--seed 0] [--out DIR]
   aerbm evaluate RUN_DIR [--n 256] [--steps 1000] [--seed 0]
 
 Every field of `ExperimentConfig` is an option (`--ae-epochs 10`, `--rbm-hidden 32`, ...).
 A bad input gets one line naming it and exit code 2; `--debug` shows the traceback.
+Ctrl-C (or SIGTERM) checkpoints the training stage in progress and exits with code 130;
+`--resume RUN_DIR` continues it.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 import time
 import warnings
@@ -76,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
   exp.add_argument("--out", help="run directory to create (default runs/NAME-TIMESTAMP)")
   exp.add_argument("--seed", type=int, default=None, help="PRNG seed (default 0)")
   exp.add_argument("--quick", action="store_true", help="a seconds-long version of the pipeline")
+  exp.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an interrupted run from its checkpoints (no other options)")
   exp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
   _add_config_options(exp)
 
@@ -108,6 +114,8 @@ def _experiment(args: argparse.Namespace) -> int:
   if foreign:
     flags = ", ".join("--" + f.replace("_", "-") for f in foreign)
     raise ValueError(f"experiment {args.name!r} has no option {flags}")
+  if args.resume:
+    return _resume(args, kind, given)
   if args.data:
     data = Path(args.data)
     if not data.exists():
@@ -115,10 +123,32 @@ def _experiment(args: argparse.Namespace) -> int:
     if not data.is_dir():
       raise NotADirectoryError(f"--data {data}: is a file; pass a folder of images")
   out = Path(args.out) if args.out else Path("runs") / f"{args.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+  args.run_dir = out
   if kind == "ci_study":
     run_study(make_study_config(quick=args.quick, **given), out)
   else:
     run_experiment(make_config(args.name, quick=args.quick, folder=bool(args.data), **given), out)
+  return 0
+
+
+def _resume(args: argparse.Namespace, kind: str, given: dict) -> int:
+  from aerbm_jax.experiment import load_config, run_experiment
+
+  if kind == "ci_study":
+    raise ValueError("--resume is not supported for ci_study; rerun it (it keeps no "
+                     "training checkpoints)")
+  extra = sorted(given) + [f for f in ("data", "out", "seed", "quick") if getattr(args, f)]
+  if extra:
+    flags = ", ".join("--" + f.replace("_", "-") for f in extra)
+    raise ValueError(f"--resume takes the options stored in the run; drop {flags}")
+  run_dir = Path(args.resume)
+  if not run_dir.is_dir():
+    raise FileNotFoundError(f"--resume {run_dir}: no such run directory")
+  config = load_config(run_dir)
+  if config.name != args.name:
+    raise ValueError(f"--resume {run_dir} is a {config.name!r} run, not {args.name!r}")
+  args.run_dir = run_dir
+  run_experiment(config, run_dir, resume=True)
   return 0
 
 
@@ -141,14 +171,24 @@ def _evaluate(args: argparse.Namespace) -> int:
   return 0
 
 
+def _terminate(signum, frame):
+  raise KeyboardInterrupt  # SIGTERM (a scheduler's kill) checkpoints like Ctrl-C
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   warnings.filterwarnings("ignore", category=DeprecationWarning)
+  signal.signal(signal.SIGTERM, _terminate)
   try:
     commands = {"experiment": _experiment, "sample": _sample, "evaluate": _evaluate}
     return commands[args.command](args)
   except KeyboardInterrupt:
-    print("aerbm: interrupted", file=sys.stderr)
+    run_dir = getattr(args, "run_dir", None)
+    hint = ""
+    if run_dir is not None and args.name != "ci_study":
+      hint = f"; training is checkpointed: resume with `aerbm experiment {args.name} " \
+             f"--resume {run_dir}`"
+    print(f"aerbm: interrupted{hint}", file=sys.stderr)
     return 130
   except (ValueError, TypeError, OSError) as err:
     if args.debug:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from aerbm_jax import checkpoint, data, partition, plots, rbm, sampling, train
 
 __all__ = [
   "ExperimentConfig", "PRESETS", "FOLDER_DEFAULTS", "QUICK", "make_config", "run_experiment",
-  "sample_run", "load_run", "load_images", "load_split", "sample_means", "Standardiser",
+  "sample_run", "load_run", "load_config", "load_images", "load_split", "sample_means", "Standardiser",
 ]
 
 
@@ -66,6 +67,9 @@ class ExperimentConfig:
   sample_steps: int = 1000
   ais_chains: int = 32
   ais_betas: int = 2000  # 0 skips AIS
+  # checkpoints (a killed run resumes with --resume RUN_DIR)
+  checkpoint_every_s: float = 30.0  # least time between two training checkpoints
+  rbm_epochs_per_call: int = 0  # RBM epochs per compiled call; 0: ~256 updates per call
 
   def validate(self) -> None:
     ints = [f.name for f in dataclasses.fields(self) if f.type in ("int", int)]
@@ -73,11 +77,11 @@ class ExperimentConfig:
       v = getattr(self, name)
       if not isinstance(v, int) or isinstance(v, bool):
         raise ValueError(f"{name} must be an int, got {v!r}")
-      if v < 0 or (v == 0 and name not in ("seed", "ais_betas")):
-        raise ValueError(f"{name} must be {'>= 0' if name in ('seed', 'ais_betas') else '> 0'}, "
-                         f"got {v}")
+      zero_ok = name in ("seed", "ais_betas", "rbm_epochs_per_call")
+      if v < 0 or (v == 0 and not zero_ok):
+        raise ValueError(f"{name} must be {'>= 0' if zero_ok else '> 0'}, got {v}")
     for name in ("ae_learning_rate", "rbm_learning_rate", "pixel_learning_rate",
-                 "rbm_weight_decay", "held_out_fraction"):
+                 "rbm_weight_decay", "held_out_fraction", "checkpoint_every_s"):
       v = getattr(self, name)
       if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
@@ -105,7 +109,8 @@ class ExperimentConfig:
     return train.TrainConfig(
       method=self.rbm_method, k=self.rbm_k, epochs=self.rbm_epochs,
       batch_size=self.rbm_batch_size, learning_rate=self.rbm_learning_rate,
-      weight_decay=self.rbm_weight_decay, exact_ll=False)
+      weight_decay=self.rbm_weight_decay, exact_ll=False,
+      epochs_per_call=self.rbm_epochs_per_call)
 
   def pixel_config(self) -> train.TrainConfig:
     return dataclasses.replace(
@@ -245,11 +250,54 @@ class Standardiser:
   def inverse(self, z):
     return (z * self.std + self.mean).astype(np.float32)
 
+  def save(self, path: Path) -> None:
+    """Write `mean` and `std` to an .npz file atomically."""
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, mean=self.mean, std=self.std)
+    os.replace(tmp, path)
 
-def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, Any]:
-  """Run the whole recipe; return the metrics also written to `run_dir/metrics.json`."""
+
+def load_config(run_dir: str | Path) -> ExperimentConfig:
+  """The `ExperimentConfig` stored in a run directory's `config.json`."""
+  cfg_path = Path(run_dir) / "config.json"
+  if not cfg_path.is_file():
+    raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.json")
+  raw = json.loads(cfg_path.read_text())
+  if "ae_features" not in raw:
+    raise ValueError(f"{cfg_path} is not an experiment config (a ci_study run?)")
+  raw["ae_features"] = tuple(raw["ae_features"])
+  unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(ExperimentConfig)})
+  if unknown:
+    raise ValueError(f"{cfg_path} has unknown field(s) {', '.join(unknown)}: written by another "
+                     "version of aerbm_jax")
+  config = ExperimentConfig(**raw)
   config.validate()
-  run_dir = checkpoint.new_run_dir(run_dir, config)
+  return config
+
+
+def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False
+                   ) -> dict[str, Any]:
+  """Run the whole recipe; return the metrics also written to `run_dir/metrics.json`.
+
+  Training checkpoints go to `run_dir/checkpoints/train/` at most every
+  `config.checkpoint_every_s` seconds and on Ctrl-C. With `resume=True`, `run_dir` must hold
+  a run of the same config; finished stages are restored, the interrupted one continues from
+  its last checkpoint, and the final parameters equal an uninterrupted run's bit for bit.
+  """
+  config.validate()
+  if resume:
+    stored = load_config(run_dir)
+    if stored != config:
+      diff = [f.name for f in dataclasses.fields(config)
+              if getattr(stored, f.name) != getattr(config, f.name)]
+      raise ValueError(f"--resume {run_dir}: its config differs in {', '.join(diff)}; resume "
+                       "without changing options")
+    run_dir = Path(run_dir)
+    print(f"resuming {run_dir}")
+  else:
+    run_dir = checkpoint.new_run_dir(run_dir, config)
+  progress = run_dir / "checkpoints" / "train"
+  every = config.checkpoint_every_s
   timings: dict[str, float] = {}
   t_start = time.perf_counter()
   key = jax.random.key(config.seed)
@@ -269,9 +317,10 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, A
   if ae_cfg.batch_size > len(x_train):
     ae_cfg = dataclasses.replace(ae_cfg, batch_size=len(x_train))
   ae_params = ae.init(k_init, ae_cfg)
-  ae_params, ae_hist = ae.fit(k_ae, ae_params, x_train, ae_cfg, held_out=x_held)
+  ae_params, ae_hist = ae.fit(k_ae, ae_params, x_train, ae_cfg, held_out=x_held,
+                              checkpoint_dir=progress / "autoencoder", checkpoint_every_s=every)
   timings["autoencoder_s"] = time.perf_counter() - t0
-  checkpoint.save(run_dir / "checkpoints" / "autoencoder", ae_params)
+  checkpoint.save(run_dir / "checkpoints" / "autoencoder", ae_params, overwrite=resume)
   shown = x_held[:16] if len(x_held) >= 4 else x_train[:16]
   recon = ae.decode_batched(ae_params, ae_cfg, ae.encode_batched(ae_params, ae_cfg, shown))
   plots.save_grid(run_dir / "ae_reconstructions.png",
@@ -297,10 +346,11 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, A
   rbm_cfg = dataclasses.replace(rbm_cfg, batch_size=min(rbm_cfg.batch_size, len(zs_train)))
   lat0 = rbm.init(k_init, config.ae_latent_dim, config.rbm_hidden, visible=config.rbm_visible,
                   data=zs_train)
-  lat, lat_hist = train.fit(k_rbm, lat0, zs_train, rbm_cfg)
+  lat, lat_hist = train.fit(k_rbm, lat0, zs_train, rbm_cfg,
+                            checkpoint_dir=progress / "latent_rbm", checkpoint_every_s=every)
   timings["latent_rbm_s"] = time.perf_counter() - t0
-  checkpoint.save(run_dir / "checkpoints" / "latent_rbm", lat)
-  np.savez(run_dir / "checkpoints" / "latent_scaler.npz", mean=scaler.mean, std=scaler.std)
+  checkpoint.save(run_dir / "checkpoints" / "latent_rbm", lat, overwrite=resume)
+  scaler.save(run_dir / "checkpoints" / "latent_scaler.npz")
 
   # 4. pixel RBM
   t0 = time.perf_counter()
@@ -308,9 +358,10 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, A
   p_held = x_held.reshape(len(x_held), -1) if len(x_held) else p_train
   pix0 = rbm.init(k_init, p_train.shape[1], config.pixel_hidden, data=p_train)
   pix_cfg = dataclasses.replace(config.pixel_config(), batch_size=rbm_cfg.batch_size)
-  pix, pix_hist = train.fit(k_pix, pix0, p_train, pix_cfg)
+  pix, pix_hist = train.fit(k_pix, pix0, p_train, pix_cfg,
+                            checkpoint_dir=progress / "pixel_rbm", checkpoint_every_s=every)
   timings["pixel_rbm_s"] = time.perf_counter() - t0
-  checkpoint.save(run_dir / "checkpoints" / "pixel_rbm", pix)
+  checkpoint.save(run_dir / "checkpoints" / "pixel_rbm", pix, overwrite=resume)
 
   # 5. sampling and decoding
   t0 = time.perf_counter()
@@ -360,8 +411,8 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, A
   timings["metrics_s"] = time.perf_counter() - t0
   timings["total_s"] = time.perf_counter() - t_start
   metrics["timings"] = timings
-  (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-  (run_dir / "report.md").write_text(_report(config, metrics))
+  checkpoint.write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+  checkpoint.write_text(run_dir / "report.md", _report(config, metrics))
   print(f"done in {timings['total_s']:.0f}s: {run_dir}/report.md")
   return metrics
 
@@ -451,17 +502,20 @@ def load_run(run_dir: str | Path
              ) -> tuple[ExperimentConfig, Any, rbm.RBM, rbm.RBM, Standardiser]:
   """A finished run's config, AE parameters, latent and pixel RBMs and latent scaler."""
   run_dir = Path(run_dir)
-  cfg_path = run_dir / "config.json"
-  if not cfg_path.is_file():
-    raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.json")
-  raw = json.loads(cfg_path.read_text())
-  raw["ae_features"] = tuple(raw["ae_features"])
-  config = ExperimentConfig(**raw)
+  config = load_config(run_dir)
   ae_cfg = config.ae_config()
   ckpt = run_dir / "checkpoints"
+  if not (ckpt / "pixel_rbm").is_dir():
+    raise FileNotFoundError(f"{run_dir} has not finished training; finish it with "
+                            f"`aerbm experiment {config.name} --resume {run_dir}`")
   ae_params = checkpoint.restore(ckpt / "autoencoder", ae.init(jax.random.key(0), ae_cfg))
-  lat = checkpoint.load_rbm(ckpt / "latent_rbm")
-  pix = checkpoint.load_rbm(ckpt / "pixel_rbm")
+  key = jax.random.key(0)
+  lat_like = jax.eval_shape(lambda: rbm.init(key, config.ae_latent_dim, config.rbm_hidden,
+                                             visible=config.rbm_visible))
+  n_pixels = config.image_size ** 2 * config.channels
+  pix_like = jax.eval_shape(lambda: rbm.init(key, n_pixels, config.pixel_hidden))
+  lat = checkpoint.load_rbm(ckpt / "latent_rbm", like=lat_like)
+  pix = checkpoint.load_rbm(ckpt / "pixel_rbm", like=pix_like)
   with np.load(ckpt / "latent_scaler.npz") as f:
     scaler = Standardiser(f["mean"], f["std"])
   return config, ae_params, lat, pix, scaler

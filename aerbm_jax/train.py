@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 import jax
@@ -20,7 +21,7 @@ from jax import Array
 from jax.typing import ArrayLike
 from tqdm.auto import tqdm
 
-from aerbm_jax import partition, rbm, sampling
+from aerbm_jax import checkpoint, partition, rbm, sampling
 from aerbm_jax._rng import DEFAULT_UNIFORM_BITS, resolve_uniform_bits
 from aerbm_jax.rbm import RBM, GaussianRBM
 from aerbm_jax.sampling import GibbsState
@@ -37,6 +38,7 @@ __all__ = [
   "reconstruction_error",
   "fit",
   "fit_many",
+  "epochs_per_call",
 ]
 
 
@@ -57,12 +59,15 @@ class TrainConfig:
   n_persistent: int = 0  # PCD chains; 0 means batch_size
   uniform_bits: int | None = DEFAULT_UNIFORM_BITS  # sampler uniforms: 16, 32, None (per backend)
   exact_ll: bool | None = None  # track exact log-likelihood; None: when <= 16 units to enumerate
+  epochs_per_call: int = 0  # epochs per compiled call; 0: enough for ~256 minibatch updates
   progress: bool = True  # tqdm bar over epochs
 
   def validate(self) -> None:
     """Raise ValueError naming the first bad field."""
     if self.method not in ("cd", "pcd"):
       raise ValueError(f"method must be 'cd' or 'pcd', got {self.method!r}")
+    if not isinstance(self.epochs_per_call, int) or self.epochs_per_call < 0:
+      raise ValueError(f"epochs_per_call must be an int >= 0, got {self.epochs_per_call!r}")
     for name in ("k", "epochs", "batch_size"):
       value = getattr(self, name)
       if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -99,14 +104,14 @@ class History(NamedTuple):
 class TrainingDivergedError(RuntimeError):
   """Parameters became NaN or inf; `last_good_params` holds the previous epoch's parameters."""
 
-  def __init__(self, epoch: int, last_good_params: RBM, config: TrainConfig):
+  def __init__(self, epoch: int, last_good_params: RBM, config: TrainConfig, where: str = ""):
     self.epoch = epoch
     self.last_good_params = last_good_params
     super().__init__(
       f"training diverged in epoch {epoch}: parameters became NaN or inf "
       f"(learning_rate={config.learning_rate}); lower learning_rate"
       + (" or sigma_lr_scale" if isinstance(last_good_params, GaussianRBM) else "")
-      + ". The previous epoch's parameters are in the exception's last_good_params."
+      + ". The previous epoch's parameters are in the exception's last_good_params" + where + "."
     )
 
 
@@ -209,8 +214,29 @@ def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig):
     return TrainState(params, opt_state, chains), recon
 
   state, recon = jax.lax.scan(update, state, (batches, jax.random.split(key_steps, n_batches)))
-  finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state.params)]))
-  return state, jnp.mean(recon), finite
+  return state, jnp.mean(recon)
+
+
+def _epochs(key_loop: Array, start: Array, state: TrainState, data: Array, ll_data: Array,
+            config: TrainConfig, n_epochs: int, track_ll: bool):
+  """Epochs `start .. start + n_epochs - 1` as one `lax.scan`; epoch e uses `fold_in(key, e)`.
+
+  Once an epoch leaves NaN or inf in the parameters the state stops changing, so the returned
+  state is the last good one. Returns `(state, recon (n_epochs,), ll (n_epochs,), ok (n_epochs,))`
+  where `ok[i]` says epoch `start + i` and all before it were finite.
+  """
+
+  def body(carry, epoch):
+    state, ok = carry
+    new, recon = _epoch(jax.random.fold_in(key_loop, epoch), state, data, config)
+    ok = ok & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(new.params)]))
+    state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
+    ll = _exact_ll(state.params, ll_data) if track_ll else jnp.full((), jnp.nan, recon.dtype)
+    return (state, ok), (recon, ll, ok)
+
+  epochs = start + jnp.arange(n_epochs)
+  (state, _), (recon, ll, ok) = jax.lax.scan(body, (state, jnp.bool_(True)), epochs)
+  return state, recon, ll, ok
 
 
 def _setup(key: Array, params: RBM, data: Array, config: TrainConfig, bootstrap: bool):
@@ -221,17 +247,28 @@ def _setup(key: Array, params: RBM, data: Array, config: TrainConfig, bootstrap:
   return (data if bootstrap else None), _init_state(key_chains, params, data, config), key_loop
 
 
-_epoch_one = jax.jit(_epoch, static_argnames=("config",))
+_STATIC = (5, 6, 7)  # config, n_epochs, track_ll
+# The state's buffers are donated: an epoch updates parameters and chains in place.
+_epochs_one = jax.jit(_epochs, static_argnums=_STATIC, donate_argnums=2)
 # Seeds share the data unless each has its own bootstrap resample.
-_epoch_many = {
-  shared: jax.jit(jax.vmap(_epoch, in_axes=(0, 0, None if shared else 0, None)),
-                  static_argnames=("config",))
+_epochs_many = {
+  shared: jax.jit(
+    jax.vmap(_epochs, in_axes=(0, None, 0, None if shared else 0, None, None, None, None)),
+    static_argnums=_STATIC, donate_argnums=2)
   for shared in (True, False)
 }
 _setup_one = jax.jit(_setup, static_argnames=("config", "bootstrap"))
 _setup_many = jax.jit(
   jax.vmap(_setup, in_axes=(0, 0, None, None, None)), static_argnames=("config", "bootstrap")
 )
+
+
+def epochs_per_call(config: TrainConfig, n_samples: int) -> int:
+  """Epochs per compiled call: `config.epochs_per_call`, or (0) enough for ~256 updates."""
+  if config.epochs_per_call:
+    return min(config.epochs_per_call, config.epochs)
+  n_batches = n_samples // config.batch_size
+  return max(1, min(config.epochs, 256 // n_batches))
 
 
 def _track_exact(params: RBM, config: TrainConfig) -> bool:
@@ -242,12 +279,8 @@ def _track_exact(params: RBM, config: TrainConfig) -> bool:
   return units <= 16
 
 
-@jax.jit
 def _exact_ll(params: RBM, data: Array) -> Array:
   return partition.log_likelihood(params, data, partition.exact_log_partition(params))
-
-
-_exact_ll_many = jax.jit(jax.vmap(_exact_ll, in_axes=(0, None)))
 
 
 def _check_inputs(params: RBM, data: ArrayLike, config: TrainConfig) -> Array:
@@ -263,6 +296,21 @@ def _check_inputs(params: RBM, data: ArrayLike, config: TrainConfig) -> Array:
   return x.astype(params.W.dtype)
 
 
+def _checkpoint_tree(state: TrainState, key_loop: Array, recon: np.ndarray, ll: np.ndarray,
+                     config: TrainConfig) -> dict:
+  """What a training checkpoint holds (orbax cannot store CD's empty chain placeholder)."""
+  tree = {"params": state.params, "opt_state": state.opt_state,
+          "key": jax.random.key_data(key_loop), "recon_error": recon, "log_likelihood": ll}
+  if config.method == "pcd":
+    tree["chains"] = state.chains
+  return tree
+
+
+def _checkpoint_meta(params: RBM, config: TrainConfig, n_samples: int, extra: dict) -> dict:
+  return {"model": type(params).__name__, "W_shape": list(np.shape(params.W)),
+          "n_samples": n_samples, "config": dataclasses.asdict(config), **extra}
+
+
 def _loop(
   state: TrainState,
   train_data: Array,
@@ -270,52 +318,110 @@ def _loop(
   key_loop: Array,
   config: TrainConfig,
   epoch_fn: Callable,
-  ll_fn: Callable | None,
-  batched: bool,
+  track_ll: bool,
   desc: str,
+  progress: checkpoint.Progress | None,
+  meta: dict,
 ) -> tuple[TrainState, History]:
-  """The host loop shared by `fit` and `fit_many`: one compiled call per epoch."""
-  recon_hist, ll_hist = [], []
-  bar = tqdm(range(config.epochs), desc=desc, disable=not config.progress, leave=False)
-  for epoch in bar:
-    if batched:
-      key = jax.vmap(jax.random.fold_in, in_axes=(0, None))(key_loop, epoch)
-    else:
-      key = jax.random.fold_in(key_loop, epoch)
-    new_state, recon, finite = epoch_fn(key, state, train_data, config)
-    if not bool(jnp.all(finite)):
-      raise TrainingDivergedError(epoch, state.params, config)
-    state = new_state
-    recon_hist.append(np.asarray(recon))
-    postfix = {"recon": f"{float(np.mean(recon)):.4f}"}
-    if ll_fn is not None:
-      ll = np.asarray(ll_fn(state.params, ll_data))
-      postfix["ll"] = f"{float(np.mean(ll)):.3f}"
-    else:
-      ll = np.full(np.shape(recon), np.nan)
-    ll_hist.append(ll)
-    bar.set_postfix(postfix)
-  history = History(
-    recon_error=np.stack(recon_hist, axis=-1), log_likelihood=np.stack(ll_hist, axis=-1)
-  )
-  return state, history
+  """The host loop shared by `fit` and `fit_many`: one compiled call per chunk of epochs.
+
+  With a `progress` checkpointer it resumes from the latest checkpoint, saves at chunk
+  boundaries (at most every `progress.min_interval_s`), at the end, on divergence (the last
+  good state) and on KeyboardInterrupt. Chunk boundaries depend only on the config, so a
+  resumed run makes exactly the compiled calls of an uninterrupted one: same bits.
+  """
+  shape = key_loop.shape  # a typed key array: () for one seed, (S,) for many
+  recon = np.full(shape + (config.epochs,), np.nan, np.float32)
+  ll = np.full(shape + (config.epochs,), np.nan, np.float32)
+  done = 0
+  if progress is not None and progress.latest_step() is not None:
+    tree, saved = progress.restore(_checkpoint_tree(state, key_loop, recon, ll, config), meta)
+    if not np.array_equal(tree["key"], np.asarray(jax.random.key_data(key_loop))):
+      raise ValueError(f"checkpoint {progress.directory} was written with another PRNG key; "
+                       "resume with the original seed")
+    state = TrainState(tree["params"], tree["opt_state"], tree.get("chains", state.chains))
+    recon, ll, done = np.array(tree["recon_error"]), np.array(tree["log_likelihood"]), saved["step"]
+
+  chunk = epochs_per_call(config, train_data.shape[-2])
+
+  def save(force: bool) -> None:
+    if progress is not None:
+      progress.save(done, _checkpoint_tree(state, key_loop, recon, ll, config),
+                    {**meta, "step": done}, force=force)
+
+  def finish(pending, start: int, n: int) -> None:
+    nonlocal state, done
+    new_state, r, l, ok = pending
+    ok = np.asarray(ok)
+    recon[..., start:start + n], ll[..., start:start + n] = np.asarray(r), np.asarray(l)
+    bad = np.nonzero(~np.all(ok.reshape(-1, n), axis=0))[0]
+    state, done = new_state, start + (int(bad[0]) if len(bad) else n)
+    if len(bad):
+      save(True)
+      where = f"; the last good state (epoch {done}) is checkpointed in {progress.directory}" \
+        if progress is not None else ""
+      raise TrainingDivergedError(done, state.params, config, where)
+
+  bar = tqdm(total=config.epochs, initial=done, desc=desc, disable=not config.progress,
+             leave=False, unit="epoch")
+  pending = None
+  try:
+    while done < config.epochs:
+      n = min(chunk, config.epochs - done)
+      pending = epoch_fn(key_loop, done, state, train_data, ll_data, config, n, track_ll)
+      finish(pending, done, n)
+      pending = None
+      save(done == config.epochs)
+      bar.update(n)
+      postfix = {"recon": f"{float(np.mean(recon[..., done - 1])):.4f}"}
+      if track_ll:
+        postfix["ll"] = f"{float(np.mean(ll[..., done - 1])):.3f}"
+      bar.set_postfix(postfix)
+  except KeyboardInterrupt:
+    if pending is not None:  # the interrupted chunk's results are valid: keep them
+      finish(pending, done, pending[1].shape[-1])
+    if not any(x.is_deleted() for x in jax.tree.leaves(state)):
+      save(True)
+    raise
+  finally:
+    bar.close()
+  return state, History(recon_error=recon, log_likelihood=ll)
+
+
+def _progress(checkpoint_dir: str | Path | None, every_s: float) -> checkpoint.Progress | None:
+  return None if checkpoint_dir is None else checkpoint.Progress(checkpoint_dir, every_s)
 
 
 def fit(
-  key: Array, params: RBM, data: ArrayLike, config: TrainConfig = TrainConfig()
+  key: Array,
+  params: RBM,
+  data: ArrayLike,
+  config: TrainConfig = TrainConfig(),
+  *,
+  checkpoint_dir: str | Path | None = None,
+  checkpoint_every_s: float = 30.0,
 ) -> tuple[RBM, History]:
   """Train one RBM on `data: (N, n_visible)`.
 
-  Each epoch is one compiled call (`lax.scan` over minibatches); the host checks for NaN/inf
-  after every epoch and raises `TrainingDivergedError` naming it. Same key, same result.
+  Epochs run in compiled chunks (`lax.scan` over epochs and minibatches, data on the device,
+  state buffers donated); the host checks for NaN/inf after each chunk and raises
+  `TrainingDivergedError` naming the first bad epoch. Same key, same result, bit for bit.
+
+  Args:
+    checkpoint_dir: a folder for periodic checkpoints (parameters, optimiser state, chains,
+      PRNG key, curves). If it already holds one, training resumes from it and ends with the
+      parameters an uninterrupted run would have.
+    checkpoint_every_s: the least time between two periodic checkpoints.
 
   Returns:
     The trained parameters and the per-epoch `History`.
   """
   x = _check_inputs(params, data, config)
   _, state, key_loop = _setup_one(key, params, x, config, False)
-  ll_fn = _exact_ll if _track_exact(params, config) else None
-  state, history = _loop(state, x, x, key_loop, config, _epoch_one, ll_fn, False, "rbm fit")
+  meta = _checkpoint_meta(params, config, x.shape[0], {"seeds": 1})
+  state, history = _loop(state, x, x, key_loop, config, _epochs_one,
+                         _track_exact(params, config), "rbm fit",
+                         _progress(checkpoint_dir, checkpoint_every_s), meta)
   return state.params, history
 
 
@@ -326,8 +432,10 @@ def fit_many(
   config: TrainConfig = TrainConfig(),
   *,
   bootstrap: bool = False,
+  checkpoint_dir: str | Path | None = None,
+  checkpoint_every_s: float = 30.0,
 ) -> tuple[RBM, History]:
-  """`fit` vmapped over S seeds, in one compiled call per epoch.
+  """`fit` vmapped over S seeds, in one compiled call per chunk of epochs.
 
   Args:
     keys: `(S,)` PRNG keys, one per seed.
@@ -335,13 +443,18 @@ def fit_many(
       `jax.vmap(lambda k: rbm.init(k, n, m))(keys)`), or one model shared by every seed.
     data: `(N, n_visible)` training data shared by the seeds.
     bootstrap: train seed s on its own resample (with replacement) of the data.
+    checkpoint_dir, checkpoint_every_s: as in `fit`.
 
   Returns:
     Parameters stacked `(S, ...)` and a `History` with arrays `(S, epochs)`. Seed s equals
     `fit(keys[s], params[s], data, config)` up to float rounding when `bootstrap` is False.
   """
   keys = jnp.asarray(keys) if not isinstance(keys, jax.Array) else keys
-  if keys.ndim != 1 and not (keys.ndim == 2 and keys.shape[-1] == 2):
+  if not jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
+    if keys.ndim != 2 or keys.shape[-1] != 2:
+      raise ValueError(f"keys must be a 1-D array of S keys, got shape {keys.shape}")
+    keys = jax.random.wrap_key_data(keys)
+  if keys.ndim != 1:
     raise ValueError(f"keys must be a 1-D array of S keys, got shape {keys.shape}")
   n_seeds = keys.shape[0]
   if params.W.ndim == 2:
@@ -352,7 +465,8 @@ def fit_many(
   x = _check_inputs(first, data, config)
   xs, state, key_loop = _setup_many(keys, params, x, config, bootstrap)
   train_data = xs if bootstrap else x
-  ll_fn = _exact_ll_many if _track_exact(first, config) else None
-  state, history = _loop(state, train_data, x, key_loop, config, _epoch_many[not bootstrap],
-                         ll_fn, True, f"rbm fit x{n_seeds}")
+  meta = _checkpoint_meta(first, config, x.shape[0], {"seeds": n_seeds, "bootstrap": bootstrap})
+  state, history = _loop(state, train_data, x, key_loop, config, _epochs_many[not bootstrap],
+                         _track_exact(first, config), f"rbm fit x{n_seeds}",
+                         _progress(checkpoint_dir, checkpoint_every_s), meta)
   return state.params, history

@@ -52,3 +52,32 @@ def test_bad_images_and_config():
     ae.fit(jax.random.key(0), params, np.zeros((4, 32, 32, 1)), cfg)
   with pytest.raises(ValueError, match="latent_activation"):
     ae.AEConfig(latent_activation="tanh").validate()
+
+
+def test_resume_mid_epoch_is_bitwise_identical(tmp_path, monkeypatch):
+  cfg = ae.AEConfig(image_size=32, channels=1, latent_dim=8, features=(4, 8), epochs=3,
+                    batch_size=4, progress=False)
+  x = np.random.default_rng(2).random((12, 32, 32, 1)).astype(np.float32)
+  p0 = ae.init(jax.random.key(0), cfg)
+  ref, href = ae.fit(jax.random.key(1), p0, x, cfg, held_out=x[:4])
+  real, calls = ae._step, []
+
+  def interrupted(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 5:  # in the middle of the second epoch
+      raise KeyboardInterrupt
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(ae, "_step", interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    ae.fit(jax.random.key(1), p0, x, cfg, held_out=x[:4], checkpoint_dir=tmp_path,
+           checkpoint_every_s=1e9)
+  assert [d.name for d in tmp_path.iterdir() if d.name.isdigit()] == ["4"]
+  monkeypatch.setattr(ae, "_step", real)
+  out, hout = ae.fit(jax.random.key(1), p0, x, cfg, held_out=x[:4], checkpoint_dir=tmp_path)
+  assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(ref)))
+  np.testing.assert_array_equal(hout.train_mse, href.train_mse)
+  with pytest.raises(ValueError, match="config"):  # another architecture cannot resume it
+    other = ae.AEConfig(**{**cfg.__dict__, "latent_dim": 9})
+    ae.fit(jax.random.key(1), ae.init(jax.random.key(0), other), x, other,
+           checkpoint_dir=tmp_path)

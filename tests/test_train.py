@@ -150,3 +150,95 @@ def test_bad_input_gets_a_clear_error(make, match):
   p, data = _tiny_problem()
   with pytest.raises(ValueError, match=match):
     make(p, data)
+
+
+# ---------------------------------------------------------------------------- chunks, resume
+
+
+def _leaves_equal(a, b):
+  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_chunked_epochs_reuse_compiles_and_match_across_chunk_sizes():
+  p, data = _tiny_problem()
+  cfg = TrainConfig(method="pcd", epochs=5, batch_size=8, epochs_per_call=2, progress=False)
+  a, ha = train.fit(jax.random.key(3), p, data, cfg)
+  compiled = train._epochs_one._cache_size()
+  b, _ = train.fit(jax.random.key(4), p, data, cfg)  # new key and data values, same shapes
+  c, _ = train.fit(jax.random.key(3), p, data[::-1].copy(), cfg)
+  assert train._epochs_one._cache_size() == compiled  # nothing recompiled
+  whole, hw = train.fit(jax.random.key(3), p, data, TrainConfig(
+    method="pcd", epochs=5, batch_size=8, epochs_per_call=5, progress=False))
+  for x, y in zip(a, whole):  # chunking changes the compiled program, not the maths
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(ha.log_likelihood, hw.log_likelihood, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["cd", "pcd"])
+def test_resume_from_checkpoint_is_bitwise_identical(tmp_path, method):
+  p, data = _tiny_problem()
+  cfg = TrainConfig(method=method, epochs=6, batch_size=8, epochs_per_call=2, progress=False)
+  ref, href = train.fit(jax.random.key(7), p, data, cfg)
+  ckpt = tmp_path / "ckpt"
+  train.fit(jax.random.key(7), p, data, cfg, checkpoint_dir=ckpt, checkpoint_every_s=0)
+  assert sorted(int(d.name) for d in ckpt.iterdir() if d.name.isdigit()) == [4, 6]
+  import shutil
+  shutil.rmtree(ckpt / "6")  # as if killed before the last save: resume from epoch 4
+  out, hout = train.fit(jax.random.key(7), p, data, cfg, checkpoint_dir=ckpt)
+  assert _leaves_equal(out, ref)
+  np.testing.assert_array_equal(hout.recon_error, href.recon_error)
+  # A finished checkpoint returns at once with the same result.
+  again, _ = train.fit(jax.random.key(7), p, data, cfg, checkpoint_dir=ckpt)
+  assert _leaves_equal(again, ref)
+
+
+def test_keyboard_interrupt_saves_and_resumes(tmp_path, monkeypatch):
+  p, data = _tiny_problem()
+  cfg = TrainConfig(method="pcd", epochs=6, batch_size=8, epochs_per_call=2, progress=False)
+  ref, _ = train.fit(jax.random.key(2), p, data, cfg)
+  real, calls = train._epochs_one, []
+
+  def interrupted(*args):
+    calls.append(1)
+    if len(calls) == 2:
+      raise KeyboardInterrupt
+    return real(*args)
+
+  monkeypatch.setattr(train, "_epochs_one", interrupted)
+  ckpt = tmp_path / "ckpt"
+  with pytest.raises(KeyboardInterrupt):
+    train.fit(jax.random.key(2), p, data, cfg, checkpoint_dir=ckpt, checkpoint_every_s=1e9)
+  assert [d.name for d in ckpt.iterdir() if d.name.isdigit()] == ["2"]  # saved on Ctrl-C
+  monkeypatch.setattr(train, "_epochs_one", real)
+  out, _ = train.fit(jax.random.key(2), p, data, cfg, checkpoint_dir=ckpt)
+  assert _leaves_equal(out, ref)
+
+
+@pytest.mark.parametrize(
+  "change, match",
+  [
+    (dict(params=rbm.init(jax.random.key(0), 6, 4)), "W_shape"),
+    (dict(params=rbm.init(jax.random.key(0), 6, 3, visible="gaussian"), ), "model"),
+    (dict(config=TrainConfig(method="pcd", epochs=6, batch_size=4, progress=False)), "batch_size"),
+    (dict(key=jax.random.key(8)), "PRNG key"),
+  ],
+)
+def test_resume_with_other_settings_is_refused(tmp_path, change, match):
+  p, data = _tiny_problem()
+  cfg = TrainConfig(method="pcd", epochs=6, batch_size=8, progress=False)
+  train.fit(jax.random.key(7), p, data, cfg, checkpoint_dir=tmp_path)
+  args = dict(key=jax.random.key(7), params=p, config=cfg) | change
+  with pytest.raises(ValueError, match=match):
+    train.fit(args["key"], args["params"], data, args["config"], checkpoint_dir=tmp_path)
+
+
+def test_divergence_keeps_the_last_good_checkpoint(tmp_path):
+  r = np.random.default_rng(0)
+  data = (r.normal(0, 1, (64, 3)) * 50).astype(np.float32)
+  p = rbm.init(jax.random.key(0), 3, 2, visible="gaussian", weight_scale=1.0)
+  cfg = TrainConfig(epochs=5, batch_size=16, learning_rate=1e4, sigma_lr_scale=1.0,
+                    progress=False)
+  with pytest.raises(train.TrainingDivergedError, match="checkpointed in") as err:
+    train.fit(jax.random.key(0), p, data, cfg, checkpoint_dir=tmp_path)
+  saved = [d.name for d in tmp_path.iterdir() if d.name.isdigit()]
+  assert saved == [str(err.value.epoch)]
