@@ -146,6 +146,7 @@ class AutoEncoder(nn.Module):
 
 
 def _check_images(x: ArrayLike, config: AEConfig, name: str = "images") -> Array:
+  """Images as float32 `(N, S, S, C)`; a ValueError names any other shape (works under jit)."""
   x = jnp.asarray(x, jnp.float32)
   want = (config.image_size, config.image_size, config.channels)
   if x.ndim != 4 or x.shape[1:] != want:
@@ -163,16 +164,20 @@ def init(key: Array, config: AEConfig) -> Any:
 
 def encode(params: Any, config: AEConfig, x: ArrayLike) -> Array:
   """Latent codes `(batch, latent_dim)` of images `(batch, H, W, C)`."""
-  return AutoEncoder(config).apply(params, jnp.asarray(x, jnp.float32), method="encode")
+  return AutoEncoder(config).apply(params, _check_images(x, config), method="encode")
 
 
 def decode(params: Any, config: AEConfig, z: ArrayLike) -> Array:
   """Images `(batch, H, W, C)` in [0, 1] from codes `(batch, latent_dim)`."""
-  return AutoEncoder(config).apply(params, jnp.asarray(z, jnp.float32), method="decode")
+  z = jnp.asarray(z, jnp.float32)
+  if z.ndim != 2 or z.shape[1] != config.latent_dim:
+    raise ValueError(f"codes must have shape (N, {config.latent_dim}), got {tuple(z.shape)}")
+  return AutoEncoder(config).apply(params, z, method="decode")
 
 
 def reconstruct(params: Any, config: AEConfig, x: ArrayLike) -> Array:
-  return AutoEncoder(config).apply(params, jnp.asarray(x, jnp.float32))
+  """Decoded codes of images `(batch, H, W, C)`, the same shape."""
+  return AutoEncoder(config).apply(params, _check_images(x, config))
 
 
 def mse(params: Any, config: AEConfig, x: ArrayLike) -> Array:

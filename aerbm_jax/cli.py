@@ -69,8 +69,16 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
                          metavar=typ.__name__.upper())
 
 
+class _Parser(argparse.ArgumentParser):
+  """argparse with one-line errors: the bad option and where to look, no usage block."""
+
+  def error(self, message: str):
+    print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+    sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="aerbm", description=__doc__.splitlines()[0])
+  parser = _Parser(prog="aerbm", description=__doc__.splitlines()[0])
   parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
   sub = parser.add_subparsers(dest="command", required=True)
 
@@ -82,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
   exp.add_argument("--quick", action="store_true", help="a seconds-long version of the pipeline")
   exp.add_argument("--resume", metavar="RUN_DIR",
                    help="continue an interrupted run from its checkpoints (no other options)")
-  exp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+  exp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
   _add_config_options(exp)
 
   smp = sub.add_parser("sample", help="draw new images from a finished run")
@@ -91,14 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
   smp.add_argument("--steps", type=int, default=1000, help="Gibbs sweeps per chain")
   smp.add_argument("--seed", type=int, default=0)
   smp.add_argument("--out", help="folder for the PNGs (default RUN_DIR/samples)")
-  smp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+  smp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
 
   ev = sub.add_parser("evaluate", help="sample-quality metrics and likelihoods of a finished run")
   ev.add_argument("run_dir")
   ev.add_argument("--n", type=int, default=256, help="samples per model")
   ev.add_argument("--steps", type=int, default=1000, help="Gibbs sweeps per chain")
   ev.add_argument("--seed", type=int, default=0)
-  ev.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+  ev.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
   return parser
 
 

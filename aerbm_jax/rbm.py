@@ -17,6 +17,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.lax import Precision
 from jax.typing import ArrayLike
@@ -137,6 +138,14 @@ def validate_data(
 
   Returns the data as a float32 (or float64) JAX array; raises ValueError naming the problem.
   """
+  if not isinstance(data, jax.Array):
+    try:
+      data = np.asarray(data)
+    except ValueError as err:  # ragged nested lists
+      raise ValueError(f"{name} is not a rectangular array: {err}") from None
+  if not (jnp.issubdtype(data.dtype, jnp.number) or data.dtype == bool) or jnp.issubdtype(
+      data.dtype, jnp.complexfloating):
+    raise ValueError(f"{name} has dtype {data.dtype}; pass real numbers (float32 is best)")
   x = jnp.asarray(data)
   if not jnp.issubdtype(x.dtype, jnp.floating):
     x = x.astype(jnp.float32)

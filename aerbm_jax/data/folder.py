@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from aerbm_jax.data.preprocess import fit_image
 
@@ -39,6 +39,17 @@ def load_image(path: str | Path, size: int, channels: int) -> np.ndarray:
     return fit_image(img, size, channels)
 
 
+def _reason(err: Exception) -> str:
+  """Why a file was skipped, in words a user can act on."""
+  if isinstance(err, UnidentifiedImageError):
+    return "not an image pillow can read"
+  if isinstance(err, Image.DecompressionBombError):
+    return f"too many pixels ({err})"
+  if isinstance(err, (OSError, SyntaxError)) and not isinstance(err, FileNotFoundError):
+    return f"corrupt or truncated image ({err})"
+  return str(err)
+
+
 def load_folder(
   folder: str | Path, size: int, channels: int = 3, *, recursive: bool = True
 ) -> tuple[np.ndarray, list[str]]:
@@ -61,7 +72,7 @@ def load_folder(
       images.append(load_image(path, size, channels))
       names.append(str(path.relative_to(folder)))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-      warnings.warn(f"skipping {path}: {err}", stacklevel=2)
+      warnings.warn(f"skipping {path}: {_reason(err)}", stacklevel=2)
   if not images:
     raise ValueError(
       f"no usable image in {folder}: looked for files pillow can read "
