@@ -50,13 +50,26 @@ def save(path: str | Path, tree: Any, *, overwrite: bool = False) -> Path:
 
 
 def restore(path: str | Path, target: Any | None = None) -> Any:
-  """Restore a pytree; with `target` (arrays or shape structs) the structure is checked."""
+  """Restore a pytree; with `target` (arrays or shape structs) the structure is checked and
+  the arrays land on the target's devices."""
   path = Path(path).absolute()
   if not path.is_dir():
     raise FileNotFoundError(f"no checkpoint at {path}")
-  if target is not None:
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), target)
-  return ocp.StandardCheckpointer().restore(path, target)
+  checkpointer = ocp.StandardCheckpointer()
+  if target is None:  # onto the default device, whatever devices wrote it
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    tree = checkpointer.metadata(path).item_metadata.tree
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+  return checkpointer.restore(path, _abstract(target))
+
+
+def _abstract(target: Any) -> Any:
+  """Shapes, dtypes and (for placed arrays) shardings: restoring reshards onto them, so a
+  checkpoint written on 8 devices loads onto 1 or 4."""
+  def leaf(x):
+    sharding = x.sharding if isinstance(x, jax.Array) else getattr(x, "sharding", None)
+    return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding)
+  return jax.tree.map(leaf, target)
 
 
 def load_rbm(path: str | Path, like: RBM | None = None) -> RBM:
@@ -145,9 +158,8 @@ class Progress:
           f"checkpoint {self.directory} (step {step}) was written with {name}={found!r}, "
           f"but this run has {name}={value!r}; resume with the original settings or start a "
           "new run directory")
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), target)
     tree = self._manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract))).state
+      state=ocp.args.StandardRestore(_abstract(target)))).state
     return tree, meta
 
   def close(self) -> None:

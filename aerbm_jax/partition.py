@@ -10,9 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
+from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
-from aerbm_jax import rbm
+from aerbm_jax import parallel, rbm
 from aerbm_jax._rng import bernoulli
 from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 
@@ -170,11 +171,13 @@ def _ais_log_ratio(p: BernoulliRBM, b_a: Array, beta: Array, beta_prev: Array, v
   return field + jnp.sum(soft, axis=-1)
 
 
-@partial(jax.jit, static_argnames=("n_chains",))
-def _ais(key, params: BernoulliRBM, b_a, betas, n_chains: int):
+@partial(jax.jit, static_argnames=("n_chains", "sharding"))
+def _ais(key, params: BernoulliRBM, b_a, betas, n_chains: int, sharding=None):
   dtype = params.W.dtype
   key_init, key_run = jax.random.split(key)
   v = bernoulli(key_init, jnp.broadcast_to(jax.nn.sigmoid(b_a), (n_chains, b_a.shape[0])), 32)
+  if sharding is not None:
+    v = jax.lax.with_sharding_constraint(v, sharding)
 
   def body(carry, xs):
     v, log_w = carry
@@ -201,6 +204,7 @@ def ais_log_partition(
   n_chains: int = 100,
   n_betas: int = 14_500,
   base: ArrayLike | None = None,
+  mesh: Mesh | None = None,
 ) -> AISResult:
   """Annealed importance sampling estimate of `log Z` (Salakhutdinov & Murray 2008).
 
@@ -215,6 +219,7 @@ def ais_log_partition(
     n_chains: independent AIS runs.
     n_betas: points in the annealing schedule, the paper's 14,500 by default.
     base: visible biases of the base model, `(n_visible,)`.
+    mesh: split the chains over a `parallel.make_mesh()` mesh (a multiple of its devices).
   """
   if not isinstance(params, BernoulliRBM):
     raise TypeError(f"AIS is implemented for BernoulliRBM, got {type(params).__name__}")
@@ -227,7 +232,12 @@ def ais_log_partition(
   if b_a.shape != (n,):
     raise ValueError(f"base must have shape ({n},), got {tuple(b_a.shape)}")
   betas = jnp.asarray(ais_betas(n_betas), dtype)
-  log_w = _ais(key, p, b_a, betas, n_chains)
+  sharding = None
+  if mesh is not None:
+    parallel.check_divisible(n_chains, mesh, "n_chains")
+    sharding = parallel.batch_sharding(mesh, 2)
+    p, b_a = jax.device_put((p, b_a), parallel.replicated(mesh))
+  log_w = _ais(key, p, b_a, betas, n_chains, sharding)
   log_z_base = m * jnp.log(2.0) + jnp.sum(jax.nn.softplus(b_a))
   # log of the mean weight, and of its standard error, relative to the base.
   log_mean = jax.scipy.special.logsumexp(log_w) - jnp.log(n_chains)

@@ -13,9 +13,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import Array
+from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
-from aerbm_jax import rbm
+from aerbm_jax import parallel, rbm
 from aerbm_jax._rng import DEFAULT_UNIFORM_BITS, bernoulli
 from aerbm_jax.rbm import RBM, GaussianRBM
 
@@ -95,14 +96,31 @@ def random_visible(key: Array, params: RBM, n_chains: int) -> Array:
   return bernoulli(key, jnp.full(shape, 0.5, params.W.dtype))
 
 
+def _constrain(x: Array, sharding) -> Array:
+  return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
+
+
+def _placed(params: RBM, v0, n_chains: int | None, mesh):
+  """Parameters replicated and `v0` split over the mesh; the chains' sharding (or None)."""
+  if mesh is None:
+    return params, v0, None
+  parallel.check_divisible(n_chains, mesh, "n_chains")
+  sharding = parallel.batch_sharding(mesh, 2)
+  params = jax.device_put(params, parallel.replicated(mesh))
+  return params, (None if v0 is None else jax.device_put(v0, sharding)), sharding
+
+
 @partial(
   jax.jit,
-  static_argnames=("n_chains", "n_steps", "trajectory", "return_hidden", "uniform_bits"),
+  static_argnames=("n_chains", "n_steps", "trajectory", "return_hidden", "uniform_bits",
+                   "sharding"),
 )
-def _sample(key, params, v0, n_chains, n_steps, trajectory, return_hidden, uniform_bits):
+def _sample(key, params, v0, n_chains, n_steps, trajectory, return_hidden, uniform_bits,
+            sharding=None):
   key_init, key_run = jax.random.split(key)
   if v0 is None:
     v0 = random_visible(key_init, params, n_chains)
+  v0 = _constrain(v0, sharding)
   out = run(key_run, init(params, v0), params, n_steps, uniform_bits=uniform_bits,
             trajectory=trajectory)
   states = out[1] if trajectory else out
@@ -119,6 +137,7 @@ def sample(
   trajectory: bool = False,
   return_hidden: bool = False,
   uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
+  mesh: Mesh | None = None,
 ) -> Array | tuple[Array, Array]:
   """Run `n_chains` independent block Gibbs chains for `n_steps` sweeps (jit-compiled).
 
@@ -133,6 +152,8 @@ def sample(
     uniform_bits: resolution of the uniforms behind Bernoulli draws: 16, 32, or None for the
       backend's measured fastest (16 on CPU, 32 on GPU). Matmuls run at the backend's
       default precision (TF32 on recent NVIDIA GPUs).
+    mesh: a `parallel.make_mesh()` mesh: chains are split over its devices (n_chains must be
+      a multiple of the device count); the samples equal the unsharded call's.
 
   Returns:
     `v: (n_chains, n_visible)` (or `(n_steps, n_chains, n_visible)` with `trajectory`),
@@ -148,7 +169,9 @@ def sample(
     raise ValueError(f"n_chains must be a positive int (or give v0), got {n_chains!r}")
   if n_steps < 1:
     raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-  return _sample(key, params, v0, n_chains, n_steps, trajectory, return_hidden, uniform_bits)
+  params, v0, sharding = _placed(params, v0, n_chains, mesh)
+  return _sample(key, params, v0, n_chains, n_steps, trajectory, return_hidden, uniform_bits,
+                 sharding)
 
 
 # ---------------------------------------------------------------------------- parallel tempering
@@ -249,11 +272,12 @@ def pt_run(
   return final, jnp.nanmean(info.swap_accept, axis=0)
 
 
-@partial(jax.jit, static_argnames=("n_chains", "n_steps", "uniform_bits"))
-def _sample_pt(key, params, betas, v0, n_chains, n_steps, uniform_bits):
+@partial(jax.jit, static_argnames=("n_chains", "n_steps", "uniform_bits", "sharding"))
+def _sample_pt(key, params, betas, v0, n_chains, n_steps, uniform_bits, sharding=None):
   key_init, key_run = jax.random.split(key)
   if v0 is None:
     v0 = random_visible(key_init, params, n_chains)
+  v0 = _constrain(v0, sharding)
   return pt_run(key_run, pt_init(params, v0, betas), params, n_steps, uniform_bits=uniform_bits)
 
 
@@ -266,12 +290,14 @@ def sample_pt(
   n_chains: int | None = None,
   v0: ArrayLike | None = None,
   uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
+  mesh: Mesh | None = None,
 ) -> tuple[Array, PTState, Array]:
   """Parallel tempering (jit-compiled): samples of the `beta = 1` replica and diagnostics.
 
   Args:
     betas: `(R,)` inverse temperatures, `betas[0] == 1`, decreasing (see `pt_betas`).
     n_steps: PT steps (a sweep of every replica plus one round of swaps).
+    mesh: split the chains (not the temperatures: swaps stay on one device) over the mesh.
 
   Returns:
     `(v, state, swap_accept)`: `v: (n_chains, n_visible)` from the `beta = 1` replica, the
@@ -291,5 +317,6 @@ def sample_pt(
     n_chains = v0.shape[0]
   if n_chains is None or n_chains < 1:
     raise ValueError(f"n_chains must be a positive int (or give v0), got {n_chains!r}")
-  state, acc = _sample_pt(key, params, betas, v0, n_chains, n_steps, uniform_bits)
+  params, v0, sharding = _placed(params, v0, n_chains, mesh)
+  state, acc = _sample_pt(key, params, betas, v0, n_chains, n_steps, uniform_bits, sharding)
   return state.v[0], state, acc

@@ -9,6 +9,7 @@ hidden states, and covers Gaussian models' `log_sigma` without separate formulas
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -18,10 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import Array
+from jax.sharding import Mesh
 from jax.typing import ArrayLike
 from tqdm.auto import tqdm
 
-from aerbm_jax import checkpoint, partition, rbm, sampling
+from aerbm_jax import checkpoint, parallel, partition, rbm, sampling
 from aerbm_jax._rng import DEFAULT_UNIFORM_BITS, resolve_uniform_bits
 from aerbm_jax.rbm import RBM, GaussianRBM
 from aerbm_jax.sampling import GibbsState
@@ -192,19 +194,29 @@ def _init_state(key: Array, params: RBM, data: Array, config: TrainConfig) -> Tr
   return TrainState(params=params, opt_state=opt_state, chains=chains)
 
 
-def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig):
-  """One pass over shuffled minibatches (the remainder dropped), as one `lax.scan`."""
+def _constrain(x: Array, sharding) -> Array:
+  return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
+
+
+def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig, shard=None):
+  """One pass over shuffled minibatches (the remainder dropped), as one `lax.scan`.
+
+  `shard`: None, or the shardings `(batches, chains)` that split every minibatch and the
+  persistent chains over devices (data-parallel training).
+  """
   n, d = data.shape
   n_batches = n // config.batch_size
   tx = make_optimizer(config, n_batches)
   key_perm, key_steps = jax.random.split(key)
   perm = jax.random.permutation(key_perm, n)[: n_batches * config.batch_size]
-  batches = data[perm].reshape(n_batches, config.batch_size, d)
+  batches = _constrain(data[perm].reshape(n_batches, config.batch_size, d),
+                       shard and shard[0])
 
   def update(s: TrainState, xs):
     batch, k = xs
     if config.method == "pcd":
       grads, chains = pcd_grad(k, s.params, batch, s.chains, config.k, config.uniform_bits)
+      chains = GibbsState(*(_constrain(x, shard and shard[1]) for x in chains))
     else:
       grads, _ = cd_grad(k, s.params, batch, config.k, config.uniform_bits)
       chains = s.chains
@@ -218,7 +230,7 @@ def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig):
 
 
 def _epochs(key_loop: Array, start: Array, state: TrainState, data: Array, ll_data: Array,
-            config: TrainConfig, n_epochs: int, track_ll: bool):
+            config: TrainConfig, n_epochs: int, track_ll: bool, shard=None):
   """Epochs `start .. start + n_epochs - 1` as one `lax.scan`; epoch e uses `fold_in(key, e)`.
 
   Once an epoch leaves NaN or inf in the parameters the state stops changing, so the returned
@@ -228,7 +240,7 @@ def _epochs(key_loop: Array, start: Array, state: TrainState, data: Array, ll_da
 
   def body(carry, epoch):
     state, ok = carry
-    new, recon = _epoch(jax.random.fold_in(key_loop, epoch), state, data, config)
+    new, recon = _epoch(jax.random.fold_in(key_loop, epoch), state, data, config, shard)
     ok = ok & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(new.params)]))
     state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
     ll = _exact_ll(state.params, ll_data) if track_ll else jnp.full((), jnp.nan, recon.dtype)
@@ -247,16 +259,22 @@ def _setup(key: Array, params: RBM, data: Array, config: TrainConfig, bootstrap:
   return (data if bootstrap else None), _init_state(key_chains, params, data, config), key_loop
 
 
-_STATIC = (5, 6, 7)  # config, n_epochs, track_ll
+_STATIC = (5, 6, 7, 8)  # config, n_epochs, track_ll, shard
 # The state's buffers are donated: an epoch updates parameters and chains in place.
 _epochs_one = jax.jit(_epochs, static_argnums=_STATIC, donate_argnums=2)
-# Seeds share the data unless each has its own bootstrap resample.
-_epochs_many = {
-  shared: jax.jit(
-    jax.vmap(_epochs, in_axes=(0, None, 0, None if shared else 0, None, None, None, None)),
-    static_argnums=_STATIC, donate_argnums=2)
-  for shared in (True, False)
-}
+
+
+@functools.cache
+def _epochs_many(shared: bool, sharded: bool) -> Callable:
+  """`_epochs` vmapped over seeds; seeds share the data unless each has its own resample.
+
+  Sharded: the seed axis lies on the mesh's "seeds" axis (`spmd_axis_name`).
+  """
+  in_axes = (0, None, 0, None if shared else 0, None, None, None, None, None)
+  fn = jax.vmap(_epochs, in_axes=in_axes, spmd_axis_name=parallel.SEEDS if sharded else None)
+  return jax.jit(fn, static_argnums=_STATIC, donate_argnums=2)
+
+
 _setup_one = jax.jit(_setup, static_argnames=("config", "bootstrap"))
 _setup_many = jax.jit(
   jax.vmap(_setup, in_axes=(0, 0, None, None, None)), static_argnames=("config", "bootstrap")
@@ -322,6 +340,7 @@ def _loop(
   desc: str,
   progress: checkpoint.Progress | None,
   meta: dict,
+  shard=None,
 ) -> tuple[TrainState, History]:
   """The host loop shared by `fit` and `fit_many`: one compiled call per chunk of epochs.
 
@@ -368,7 +387,7 @@ def _loop(
   try:
     while done < config.epochs:
       n = min(chunk, config.epochs - done)
-      pending = epoch_fn(key_loop, done, state, train_data, ll_data, config, n, track_ll)
+      pending = epoch_fn(key_loop, done, state, train_data, ll_data, config, n, track_ll, shard)
       finish(pending, done, n)
       pending = None
       save(done == config.epochs)
@@ -400,6 +419,7 @@ def fit(
   *,
   checkpoint_dir: str | Path | None = None,
   checkpoint_every_s: float = 30.0,
+  mesh: Mesh | None = None,
 ) -> tuple[RBM, History]:
   """Train one RBM on `data: (N, n_visible)`.
 
@@ -412,16 +432,28 @@ def fit(
       PRNG key, curves). If it already holds one, training resumes from it and ends with the
       parameters an uninterrupted run would have.
     checkpoint_every_s: the least time between two periodic checkpoints.
+    mesh: data-parallel training on a `parallel.make_mesh()` mesh: every minibatch (and the
+      persistent chains) is split over its devices, so batch_size must be a multiple of the
+      device count. Equal to single-device training up to float rounding.
 
   Returns:
     The trained parameters and the per-epoch `History`.
   """
   x = _check_inputs(params, data, config)
+  shard = None
+  if mesh is not None:
+    parallel.check_divisible(config.batch_size, mesh, "batch_size")
+    if config.method == "pcd":
+      parallel.check_divisible(config.n_persistent or config.batch_size, mesh, "n_persistent")
+    shard = (parallel.batch_sharding(mesh, 3, dim=1), parallel.batch_sharding(mesh, 2))
+    params, x = jax.device_put((params, x), parallel.replicated(mesh))
   _, state, key_loop = _setup_one(key, params, x, config, False)
+  if shard is not None and config.method == "pcd":
+    state = state._replace(chains=jax.device_put(state.chains, shard[1]))
   meta = _checkpoint_meta(params, config, x.shape[0], {"seeds": 1})
   state, history = _loop(state, x, x, key_loop, config, _epochs_one,
                          _track_exact(params, config), "rbm fit",
-                         _progress(checkpoint_dir, checkpoint_every_s), meta)
+                         _progress(checkpoint_dir, checkpoint_every_s), meta, shard)
   return state.params, history
 
 
@@ -434,6 +466,7 @@ def fit_many(
   bootstrap: bool = False,
   checkpoint_dir: str | Path | None = None,
   checkpoint_every_s: float = 30.0,
+  mesh: Mesh | None = None,
 ) -> tuple[RBM, History]:
   """`fit` vmapped over S seeds, in one compiled call per chunk of epochs.
 
@@ -444,6 +477,8 @@ def fit_many(
     data: `(N, n_visible)` training data shared by the seeds.
     bootstrap: train seed s on its own resample (with replacement) of the data.
     checkpoint_dir, checkpoint_every_s: as in `fit`.
+    mesh: a `parallel.make_mesh(seeds=...)` mesh: seeds are split over its "seeds" axis (S a
+      multiple of its size) and each seed's minibatches over its "chains" axis.
 
   Returns:
     Parameters stacked `(S, ...)` and a `History` with arrays `(S, epochs)`. Seed s equals
@@ -463,10 +498,22 @@ def fit_many(
     raise ValueError(f"params are stacked for {params.W.shape[0]} seeds but {n_seeds} keys given")
   first = jax.tree.map(lambda x: x[0], params)
   x = _check_inputs(first, data, config)
+  shard = None
+  if mesh is not None:
+    parallel.check_divisible(n_seeds, mesh, "the number of seeds", parallel.SEEDS)
+    parallel.check_divisible(config.batch_size, mesh, "batch_size", parallel.CHAINS)
+    if config.method == "pcd":
+      parallel.check_divisible(config.n_persistent or config.batch_size, mesh, "n_persistent",
+                               parallel.CHAINS)
+    shard = (parallel.batch_sharding(mesh, 3, dim=1, axes=parallel.CHAINS),
+             parallel.batch_sharding(mesh, 2, axes=parallel.CHAINS))
+    keys, params = parallel.shard_batch((keys, params), mesh, axes=parallel.SEEDS)
+    x = jax.device_put(x, parallel.replicated(mesh))
   xs, state, key_loop = _setup_many(keys, params, x, config, bootstrap)
   train_data = xs if bootstrap else x
   meta = _checkpoint_meta(first, config, x.shape[0], {"seeds": n_seeds, "bootstrap": bootstrap})
-  state, history = _loop(state, train_data, x, key_loop, config, _epochs_many[not bootstrap],
+  state, history = _loop(state, train_data, x, key_loop, config,
+                         _epochs_many(not bootstrap, mesh is not None),
                          _track_exact(first, config), f"rbm fit x{n_seeds}",
-                         _progress(checkpoint_dir, checkpoint_every_s), meta)
+                         _progress(checkpoint_dir, checkpoint_every_s), meta, shard)
   return state.params, history
