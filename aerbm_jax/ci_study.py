@@ -24,7 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from aerbm_jax import autoencoder as ae
-from aerbm_jax import checkpoint, data, metrics, rbm, sampling, train
+from aerbm_jax import checkpoint, data, metrics, parallel, rbm, sampling, train
 
 __all__ = ["CIStudyConfig", "QUICK", "make_study_config", "run_study"]
 
@@ -54,6 +54,7 @@ class CIStudyConfig:
   ais_chains: int = 32
   ais_betas: int = 1000
   seed: int = 0
+  shard: bool = False  # split the seeds (then minibatches) over every device and host
 
   def validate(self) -> None:
     for f in dataclasses.fields(self):
@@ -117,7 +118,10 @@ def _fit_seeds(key, x: np.ndarray, config: CIStudyConfig, lr: float):
   epochs = max(1, math.ceil(config.rbm_updates / (len(x) // batch)))
   cfg = train.TrainConfig(method="cd", epochs=epochs, batch_size=batch, learning_rate=lr,
                           exact_ll=False, progress=False)
-  params, _ = train.fit_many(keys, init, x, cfg, bootstrap=config.bootstrap)
+  mesh = None
+  if config.shard:
+    mesh = parallel.make_mesh(seeds=math.gcd(config.seeds, jax.device_count()))
+  params, _ = train.fit_many(keys, init, x, cfg, bootstrap=config.bootstrap, mesh=mesh)
   return params
 
 

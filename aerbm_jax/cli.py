@@ -80,6 +80,15 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
   parser = _Parser(prog="aerbm", description=__doc__.splitlines()[0])
   parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+  dist = parser.add_argument_group(
+    "multi-process runs (jax.distributed; also read from JAX_COORDINATOR_ADDRESS, "
+    "JAX_NUM_PROCESSES, JAX_PROCESS_ID)")
+  dist.add_argument("--coordinator-address", metavar="HOST:PORT",
+                    help="address of process 0, reachable from every process")
+  dist.add_argument("--num-processes", type=int, metavar="N", help="processes in the run")
+  dist.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
+  dist.add_argument("--distributed", choices=["auto"],
+                    help="let JAX detect the cluster (SLURM, Open MPI, TPU pod slices)")
   sub = parser.add_subparsers(dest="command", required=True)
 
   exp = sub.add_parser("experiment", help="train AE + latent RBM and a pixel RBM, sample, report")
@@ -191,6 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   warnings.filterwarnings("ignore", category=DeprecationWarning)
   signal.signal(signal.SIGTERM, _terminate)
   try:
+    from aerbm_jax import parallel
+
+    parallel.initialize(parallel.distributed_settings(
+      args.coordinator_address, args.num_processes, args.process_id,
+      auto=args.distributed == "auto"))
     commands = {"experiment": _experiment, "sample": _sample, "evaluate": _evaluate}
     return commands[args.command](args)
   except KeyboardInterrupt:

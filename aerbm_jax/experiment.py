@@ -21,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from aerbm_jax import autoencoder as ae
-from aerbm_jax import checkpoint, data, partition, plots, rbm, sampling, train
+from aerbm_jax import checkpoint, data, parallel, partition, plots, rbm, sampling, train
 
 __all__ = [
   "ExperimentConfig", "PRESETS", "FOLDER_DEFAULTS", "QUICK", "make_config", "run_experiment",
@@ -70,6 +70,8 @@ class ExperimentConfig:
   # checkpoints (a killed run resumes with --resume RUN_DIR)
   checkpoint_every_s: float = 30.0  # least time between two training checkpoints
   rbm_epochs_per_call: int = 0  # RBM epochs per compiled call; 0: ~256 updates per call
+  # devices: split RBM minibatches and sampling chains over every device (and host)
+  shard: bool = False
 
   def validate(self) -> None:
     ints = [f.name for f in dataclasses.fields(self) if f.type in ("int", int)]
@@ -213,15 +215,20 @@ def _rbm_ll(key, params, x, config: ExperimentConfig, base_data) -> dict[str, fl
 _run_chains = jax.jit(sampling.run, static_argnames=("n_steps",))
 
 
-def sample_means(key, params, n_chains: int, n_steps: int, desc: str) -> np.ndarray:
+def sample_means(key, params, n_chains: int, n_steps: int, desc: str, mesh=None) -> np.ndarray:
   """Block Gibbs chains from random starts, in compiled chunks of sweeps with a progress bar.
 
   Returns the visible means `E[v | h]` of the last hidden sample, `(n_chains, n_visible)`:
-  the noise-free image or latent code those hidden units describe.
+  the noise-free image or latent code those hidden units describe. With a `mesh` the chains
+  are split over its devices.
   """
   chunk = max(1, min(n_steps, 100))
   key_init, key_run = jax.random.split(key)
   state = sampling.init(params, sampling.random_visible(key_init, params, n_chains))
+  if mesh is not None:
+    parallel.check_divisible(n_chains, mesh, "sample_chains")
+    params = jax.device_put(params, parallel.replicated(mesh))
+    state = parallel.shard_batch(state, mesh)
   done = 0
   with tqdm(total=n_steps, desc=desc, leave=False, unit="sweep") as bar:
     while done < n_steps:
@@ -298,6 +305,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
     run_dir = checkpoint.new_run_dir(run_dir, config)
   progress = run_dir / "checkpoints" / "train"
   every = config.checkpoint_every_s
+  mesh = parallel.make_mesh() if config.shard else None
   timings: dict[str, float] = {}
   t_start = time.perf_counter()
   key = jax.random.key(config.seed)
@@ -347,7 +355,8 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
   lat0 = rbm.init(k_init, config.ae_latent_dim, config.rbm_hidden, visible=config.rbm_visible,
                   data=zs_train)
   lat, lat_hist = train.fit(k_rbm, lat0, zs_train, rbm_cfg,
-                            checkpoint_dir=progress / "latent_rbm", checkpoint_every_s=every)
+                            checkpoint_dir=progress / "latent_rbm", checkpoint_every_s=every,
+                            mesh=mesh)
   timings["latent_rbm_s"] = time.perf_counter() - t0
   checkpoint.save(run_dir / "checkpoints" / "latent_rbm", lat, overwrite=resume)
   scaler.save(run_dir / "checkpoints" / "latent_scaler.npz")
@@ -359,19 +368,20 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
   pix0 = rbm.init(k_init, p_train.shape[1], config.pixel_hidden, data=p_train)
   pix_cfg = dataclasses.replace(config.pixel_config(), batch_size=rbm_cfg.batch_size)
   pix, pix_hist = train.fit(k_pix, pix0, p_train, pix_cfg,
-                            checkpoint_dir=progress / "pixel_rbm", checkpoint_every_s=every)
+                            checkpoint_dir=progress / "pixel_rbm", checkpoint_every_s=every,
+                            mesh=mesh)
   timings["pixel_rbm_s"] = time.perf_counter() - t0
   checkpoint.save(run_dir / "checkpoints" / "pixel_rbm", pix, overwrite=resume)
 
   # 5. sampling and decoding
   t0 = time.perf_counter()
   z_mean = sample_means(k_samp, lat, config.sample_chains, config.sample_steps,
-                             "latent RBM chains")
+                        "latent RBM chains", mesh)
   ae_rbm_images = ae.decode_batched(ae_params, ae_cfg, scaler.inverse(z_mean))
   timings["ae_rbm_sampling_s"] = time.perf_counter() - t0
   t0 = time.perf_counter()
   px_mean = sample_means(k_psamp, pix, config.sample_chains, config.sample_steps,
-                              "pixel RBM chains")
+                         "pixel RBM chains", mesh)
   pixel_images = px_mean.reshape((-1,) + x_train.shape[1:])
   timings["pixel_rbm_sampling_s"] = time.perf_counter() - t0
   plots.save_grid(run_dir / "ae_rbm_samples.png", ae_rbm_images)

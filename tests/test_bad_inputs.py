@@ -130,6 +130,8 @@ CLI_CASES = [
   (["sample", "{tmp}/missing"], "not a run directory"),
   (["evaluate", "{tmp}", "--n", "2"], "--n must be >= 4"),
   (["sample", "{tmp}/half"], "has not finished training"),
+  (["--coordinator-address", "nohost", "sample", "{tmp}"], "must be host:port"),
+  (["--num-processes", "2", "sample", "{tmp}"], "need --coordinator-address, --process-id"),
 ]
 
 

@@ -228,3 +228,14 @@ def test_two_processes_on_localhost():
   outs = [p.communicate(timeout=180) for p in procs]
   for i, (p, (out, err)) in enumerate(zip(procs, outs)):
     assert p.returncode == 0 and f"process {i} ok 2" in out, err[-3000:]
+
+
+@many
+def test_experiment_with_shard_runs_on_every_device(tmp_path):
+  from aerbm_jax import cli
+  out = tmp_path / "run"
+  assert cli.main(["experiment", "digits", "--quick", "--shard", "--ais-betas", "0",
+                   "--out", str(out)]) == 0
+  m = json.loads((out / "metrics.json").read_text())
+  assert np.isfinite(m["latent_rbm"]["final_recon_error"])
+  assert json.loads((out / "config.json").read_text())["shard"] is True
