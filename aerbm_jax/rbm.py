@@ -67,9 +67,22 @@ RBM = Union[BernoulliRBM, GaussianRBM]
 # NVIDIA GPUs the default precision is TF32 (about 1e-3 relative error), too coarse for
 # log-likelihoods. The samplers take the backend's fast default instead (SAMPLER_PRECISION);
 # their statistical tests pass either way.
+# Samplers may also take "bfloat16": bfloat16 operands (binary states are exact; W is rounded
+# to 8 significant bits) with float32 accumulation. Never used for energies or log Z.
 EXACT = Precision.HIGHEST
 SAMPLER_PRECISION = None
+SAMPLER_PRECISIONS = (None, "highest", "bfloat16")
 exact_matmul = partial(jnp.matmul, precision=EXACT)
+
+
+def _matmul(x: Array, w: Array, precision) -> Array:
+  """`x @ w` at a Precision, or with bfloat16 operands and float32 results ("bfloat16")."""
+  if isinstance(precision, str) and precision == "bfloat16":
+    return jnp.matmul(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16),
+                      preferred_element_type=jnp.float32)
+  if isinstance(precision, str):
+    precision = {"highest": EXACT}[precision]
+  return jnp.matmul(x, w, precision=precision)
 
 
 def n_visible(params: RBM) -> int:
@@ -182,7 +195,7 @@ def hidden_logits(params: RBM, v: ArrayLike, precision=EXACT) -> Array:
   v = jnp.asarray(v)
   if isinstance(params, GaussianRBM):
     v = v * jnp.exp(-2.0 * params.log_sigma)
-  return jnp.matmul(v, params.W, precision=precision) + params.c
+  return _matmul(v, params.W, precision) + params.c
 
 
 def hidden_prob(params: RBM, v: ArrayLike, precision=EXACT) -> Array:
@@ -193,7 +206,7 @@ def hidden_prob(params: RBM, v: ArrayLike, precision=EXACT) -> Array:
 def visible_mean(params: RBM, h: ArrayLike, precision=EXACT) -> Array:
   """`E[v | h]`, `(batch, n_visible)`: `p(v_i = 1 | h)` (Bernoulli) or `b + W h` (Gaussian)."""
   _check_kind(params)
-  x = jnp.matmul(jnp.asarray(h), params.W.T, precision=precision) + params.b
+  x = _matmul(jnp.asarray(h), params.W.T, precision) + params.b
   if isinstance(params, GaussianRBM):
     return x
   return jax.nn.sigmoid(x)

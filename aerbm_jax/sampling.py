@@ -55,12 +55,16 @@ def init(params: RBM, v0: ArrayLike) -> GibbsState:
 
 
 def step(
-  key: Array, state: GibbsState, params: RBM, uniform_bits: int | None = DEFAULT_UNIFORM_BITS
+  key: Array, state: GibbsState, params: RBM, uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
+  precision: str | None = rbm.SAMPLER_PRECISION,
 ) -> GibbsState:
-  """One block Gibbs sweep, `h ~ p(h|v)` then `v ~ p(v|h)`, for every chain."""
+  """One block Gibbs sweep, `h ~ p(h|v)` then `v ~ p(v|h)`, for every chain.
+
+  `precision` of the two matmuls: None (the backend's default), "highest" or "bfloat16".
+  """
   key_h, key_v = jax.random.split(key)
-  h = rbm.sample_hidden(key_h, params, state.v, uniform_bits)
-  v = rbm.sample_visible(key_v, params, h, uniform_bits)
+  h = rbm.sample_hidden(key_h, params, state.v, uniform_bits, precision)
+  v = rbm.sample_visible(key_v, params, h, uniform_bits, precision)
   return GibbsState(v=v, h=h)
 
 
@@ -72,15 +76,20 @@ def run(
   *,
   uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
   trajectory: bool = False,
+  precision: str | None = rbm.SAMPLER_PRECISION,
 ) -> GibbsState | tuple[GibbsState, GibbsState]:
   """`n_steps` sweeps with `lax.scan`. Not jitted here: jit the caller, or use `sample`.
 
   Returns the final state, and with `trajectory=True` also the stacked states
   `GibbsState(v: (n_steps, chains, n_visible), h: (n_steps, chains, n_hidden))`.
   """
+  if precision not in rbm.SAMPLER_PRECISIONS:
+    raise ValueError(f"precision must be one of {rbm.SAMPLER_PRECISIONS}, got {precision!r}")
+  if precision == "bfloat16":  # round W once, not in every sweep
+    params = params._replace(W=params.W.astype(jnp.bfloat16))
 
   def one_step(s: GibbsState, k: Array):
-    s = step(k, s, params, uniform_bits)
+    s = step(k, s, params, uniform_bits, precision)
     return s, (s if trajectory else None)
 
   final, traj = jax.lax.scan(one_step, state, jax.random.split(key, n_steps))
@@ -113,16 +122,16 @@ def _placed(params: RBM, v0, n_chains: int | None, mesh):
 @partial(
   jax.jit,
   static_argnames=("n_chains", "n_steps", "trajectory", "return_hidden", "uniform_bits",
-                   "sharding"),
+                   "sharding", "precision"),
 )
 def _sample(key, params, v0, n_chains, n_steps, trajectory, return_hidden, uniform_bits,
-            sharding=None):
+            sharding=None, precision=None):
   key_init, key_run = jax.random.split(key)
   if v0 is None:
     v0 = random_visible(key_init, params, n_chains)
   v0 = _constrain(v0, sharding)
   out = run(key_run, init(params, v0), params, n_steps, uniform_bits=uniform_bits,
-            trajectory=trajectory)
+            trajectory=trajectory, precision=precision)
   states = out[1] if trajectory else out
   return (states.v, states.h) if return_hidden else states.v
 
@@ -138,6 +147,7 @@ def sample(
   return_hidden: bool = False,
   uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
   mesh: Mesh | None = None,
+  precision: str | None = rbm.SAMPLER_PRECISION,
 ) -> Array | tuple[Array, Array]:
   """Run `n_chains` independent block Gibbs chains for `n_steps` sweeps (jit-compiled).
 
@@ -154,6 +164,9 @@ def sample(
       default precision (TF32 on recent NVIDIA GPUs).
     mesh: a `parallel.make_mesh()` mesh: chains are split over its devices (n_chains must be
       a multiple of the device count); the samples equal the unsharded call's.
+    precision: of the sampler's matmuls: None (backend default), "highest", or "bfloat16"
+      (bfloat16 weights, float32 accumulation: faster where the hardware has bfloat16 units;
+      the chains then sample the model with W rounded to 8 significant bits).
 
   Returns:
     `v: (n_chains, n_visible)` (or `(n_steps, n_chains, n_visible)` with `trajectory`),
@@ -171,7 +184,7 @@ def sample(
     raise ValueError(f"n_steps must be >= 1, got {n_steps}")
   params, v0, sharding = _placed(params, v0, n_chains, mesh)
   return _sample(key, params, v0, n_chains, n_steps, trajectory, return_hidden, uniform_bits,
-                 sharding)
+                 sharding, precision)
 
 
 # ---------------------------------------------------------------------------- parallel tempering

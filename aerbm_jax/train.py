@@ -62,6 +62,7 @@ class TrainConfig:
   uniform_bits: int | None = DEFAULT_UNIFORM_BITS  # sampler uniforms: 16, 32, None (per backend)
   exact_ll: bool | None = None  # track exact log-likelihood; None: when <= 16 units to enumerate
   epochs_per_call: int = 0  # epochs per compiled call; 0: enough for ~256 minibatch updates
+  sampler_precision: str | None = None  # negative-phase matmuls: None, "highest", "bfloat16"
   progress: bool = True  # tqdm bar over epochs
 
   def validate(self) -> None:
@@ -86,6 +87,9 @@ class TrainConfig:
       raise ValueError(f"schedule must be 'constant', 'linear' or 'cosine', got {self.schedule!r}")
     if self.uniform_bits is not None:
       resolve_uniform_bits(self.uniform_bits)
+    if self.sampler_precision not in rbm.SAMPLER_PRECISIONS:
+      raise ValueError(f"sampler_precision must be one of {rbm.SAMPLER_PRECISIONS}, got "
+                       f"{self.sampler_precision!r}")
 
 
 class TrainState(NamedTuple):
@@ -131,10 +135,12 @@ def contrastive_grad(params: RBM, v_data: Array, v_model: Array) -> RBM:
 
 
 def cd_grad(
-  key: Array, params: RBM, v_data: Array, k: int = 1, uniform_bits: int | None = DEFAULT_UNIFORM_BITS
+  key: Array, params: RBM, v_data: Array, k: int = 1, uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
+  precision: str | None = None,
 ) -> tuple[RBM, Array]:
   """CD-k: chains start at the data and run k sweeps. Returns `(grads, v_model)`."""
-  final = sampling.run(key, sampling.init(params, v_data), params, k, uniform_bits=uniform_bits)
+  final = sampling.run(key, sampling.init(params, v_data), params, k, uniform_bits=uniform_bits,
+                       precision=precision)
   return contrastive_grad(params, v_data, final.v), final.v
 
 
@@ -145,9 +151,10 @@ def pcd_grad(
   chains: GibbsState,
   k: int = 1,
   uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
+  precision: str | None = None,
 ) -> tuple[RBM, GibbsState]:
   """PCD-k (Tieleman 2008): persistent chains advance k sweeps. Returns `(grads, chains)`."""
-  chains = sampling.run(key, chains, params, k, uniform_bits=uniform_bits)
+  chains = sampling.run(key, chains, params, k, uniform_bits=uniform_bits, precision=precision)
   return contrastive_grad(params, v_data, chains.v), chains
 
 
@@ -215,10 +222,12 @@ def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig, shar
   def update(s: TrainState, xs):
     batch, k = xs
     if config.method == "pcd":
-      grads, chains = pcd_grad(k, s.params, batch, s.chains, config.k, config.uniform_bits)
+      grads, chains = pcd_grad(k, s.params, batch, s.chains, config.k, config.uniform_bits,
+                               config.sampler_precision)
       chains = GibbsState(*(_constrain(x, shard and shard[1]) for x in chains))
     else:
-      grads, _ = cd_grad(k, s.params, batch, config.k, config.uniform_bits)
+      grads, _ = cd_grad(k, s.params, batch, config.k, config.uniform_bits,
+                         config.sampler_precision)
       chains = s.chains
     recon = reconstruction_error(s.params, batch)
     updates, opt_state = tx.update(_scale_sigma_grad(grads, config), s.opt_state, s.params)

@@ -111,3 +111,20 @@ def test_sampler_errors():
     sampling.sample(jax.random.key(0), p, v0=np.zeros((2, 5)), n_steps=3)
   with pytest.raises(ValueError, match="decrease"):
     sampling.sample_pt(jax.random.key(0), p, betas=[1.0, 0.5, 0.7], n_chains=2, n_steps=2)
+
+
+def test_bfloat16_sampler_samples_the_rounded_model():
+  """bfloat16 matmuls sample the model whose W is rounded to bfloat16, exactly (TV bound);
+  how far that model is from the float32 one is measured, not assumed."""
+  p = _tiny(seed=5)
+  rounded = p._replace(W=p.W.astype(jnp.bfloat16).astype(jnp.float32))
+  probs, probs_rounded = exact_visible_probs(p), exact_visible_probs(rounded)
+  v = np.asarray(sampling.sample(jax.random.key(9), p, n_chains=N_CHAINS, n_steps=60,
+                                 precision="bfloat16"))
+  tol = tv_tolerance(probs_rounded, N_CHAINS)
+  assert total_variation(v, probs_rounded) < tol
+  bias = 0.5 * np.abs(probs - probs_rounded).sum()
+  assert bias < 0.01  # rounding W to 8 significant bits moves p(v) by < 1% in TV here
+  assert total_variation(v, probs) < tol + bias
+  with pytest.raises(ValueError, match="precision must be one of"):
+    sampling.sample(jax.random.key(9), p, n_chains=2, n_steps=1, precision="float16")
