@@ -27,7 +27,7 @@ experiment: install
 	$(BIN)/aerbm experiment $(NAME) $(ARGS)
 
 bench: install
-	$(BIN)/python benchmarks/gibbs_throughput.py $(ARGS)
+	$(BIN)/python benchmarks/throughput.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache runs

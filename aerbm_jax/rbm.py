@@ -249,11 +249,14 @@ def energy(params: RBM, v: ArrayLike, h: ArrayLike) -> Array:
   return -inter - exact_matmul(v, params.b) - hid
 
 
-def free_energy(params: RBM, v: ArrayLike) -> Array:
-  """`F(v) = -log sum_h exp(-E(v, h))`, `(batch,)`; `log p(v) = -F(v) - log Z`."""
+def free_energy(params: RBM, v: ArrayLike, precision=EXACT) -> Array:
+  """`F(v) = -log sum_h exp(-E(v, h))`, `(batch,)`; `log p(v) = -F(v) - log Z`.
+
+  `precision` of the `v W` matmul: exact by default; gradient estimators pass the sampler's.
+  """
   _check_kind(params)
   v = jnp.asarray(v)
-  soft = jnp.sum(jax.nn.softplus(hidden_logits(params, v)), axis=-1)
+  soft = jnp.sum(jax.nn.softplus(hidden_logits(params, v, precision)), axis=-1)
   if isinstance(params, GaussianRBM):
     quad = 0.5 * jnp.sum((v - params.b) ** 2 * jnp.exp(-2.0 * params.log_sigma), axis=-1)
     return quad - soft

@@ -51,7 +51,7 @@ def init(params: RBM, v0: ArrayLike) -> GibbsState:
     raise ValueError(
       f"v0 must have shape (chains, {rbm.n_visible(params)}), got {tuple(v0.shape)}"
     )
-  return GibbsState(v=v0, h=rbm.hidden_prob(params, v0))
+  return GibbsState(v=v0, h=rbm.hidden_prob(params, v0, rbm.SAMPLER_PRECISION))
 
 
 def step(

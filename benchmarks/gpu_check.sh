@@ -9,4 +9,4 @@ python3 -c "import jax, flax, optax; print('jax', jax.__version__, jax.devices()
 timeout 300 python3 -m pytest -q -p no:cacheprovider -o addopts="" \
   tests \
   2>&1 | tail -n 40 | tee "$OUT/gpu_tests.log"
-timeout 300 python3 benchmarks/gibbs_throughput.py --out "$OUT" --tag gibbs-gpu 2>&1 | tail -n 40
+timeout 400 python3 benchmarks/throughput.py --prng-sweep --out "$OUT" --tag throughput-gpu 2>&1 | tail -n 40

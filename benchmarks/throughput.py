@@ -1,0 +1,654 @@
+"""RBM throughput against every installed peer, in one process run: sampling and training.
+
+Measures, for each size (n_visible, n_hidden, batch):
+- block Gibbs sweeps/s and unit updates/s (sweeps * batch * (n + m) / s) for aerbm_jax
+  (float32 and bfloat16 sampler matmuls), numpy, PyTorch (CPU), scikit-learn's
+  `BernoulliRBM.gibbs` and thrml (if installed);
+- CD-1 and PCD-1 minibatch updates/s for aerbm_jax, numpy and PyTorch, and PCD-1 for
+  scikit-learn's `partial_fit`;
+- compile time (separately), XLA's memory plan for the compiled sampler and training epoch,
+  the process's peak resident memory and, on GPU, the device's peak bytes in use;
+- the float32 matmul peak, so that every rate is also a fraction of the roofline
+  (4 * batch * n * m FLOPs per sweep);
+- throughput against batch size at (784, 500), as a plot;
+- with `--scaling`, sweeps/s at 1, 2, 4 and 8 devices (fake CPU devices on a CPU machine) for
+  a fixed total of chains, each device count in its own process.
+
+Timings are medians of >= 5 repeats after a warm-up, with min and max. Writes
+`benchmarks/results/<tag>.json`, `<tag>.md` and `<tag>-batch.png`.
+
+  python benchmarks/throughput.py [--quick] [--scaling] [--prng-sweep] [--peers numpy,torch]
+                                  [--out DIR] [--tag NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aerbm_jax import parallel, rbm, sampling, train
+
+SIZES = [(128, 64, 1024), (784, 500, 1000), (4096, 1024, 256), (128, 64, 1), (49152, 64, 64)]
+QUICK_SIZES = [(64, 32, 64), (64, 32, 1)]
+BATCHES = [1, 8, 64, 256, 1024, 4096]
+QUICK_BATCHES = [1, 8, 64]
+THRML_MAX_EDGES = 400_000  # thrml builds a Python edge list: n * m objects
+GPU_MEMORY = 80e9
+
+
+# ---------------------------------------------------------------------------- machine
+
+
+def machine_info() -> dict:
+  cpu = platform.processor() or platform.machine()
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        cpu = line.split(":", 1)[1].strip()
+        break
+  except OSError:
+    pass
+  dev = jax.devices()[0]
+  versions = {}
+  for lib in ("jax", "jaxlib", "numpy", "torch", "scikit-learn", "thrml"):
+    try:
+      versions[lib] = importlib.metadata.version(lib)
+    except importlib.metadata.PackageNotFoundError:
+      versions[lib] = None
+  return {"cpu": cpu, "cores": os.cpu_count(), "backend": jax.default_backend(),
+          "device": getattr(dev, "device_kind", str(dev)), "devices": jax.device_count(),
+          "python": platform.python_version(), "versions": versions}
+
+
+def matmul_peak_gflops(repeats: int = 5) -> dict:
+  """Measured float32 matmul rate at default precision (TF32 on recent NVIDIA GPUs)."""
+  size = 2048 if jax.default_backend() == "cpu" else 8192
+  a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+  mm = jax.jit(lambda x, y: x @ y)
+  jax.block_until_ready(mm(a, b))
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(mm(a, b))
+    times.append(time.perf_counter() - t0)
+  return {"size": size, "gflops": 2 * size**3 / statistics.median(times) / 1e9,
+          "precision": str(jax.config.jax_default_matmul_precision),
+          "tf32": jax.default_backend() == "gpu" and jax.config.jax_default_matmul_precision
+          in (None, "default", "bfloat16_3x", "tensorfloat32")}
+
+
+def timed(fn, units_per_call: float, repeats: int) -> dict:
+  """Median, min and max of `units_per_call / seconds` over `repeats` calls (after a warm-up)."""
+  fn()
+  rates = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    rates.append(units_per_call / (time.perf_counter() - t0))
+  return {"rate": statistics.median(rates), "min": min(rates), "max": max(rates),
+          "repeats": repeats}
+
+
+def calls_for(fn, budget_s: float, cap: int = 200_000) -> int:
+  """How many units of `fn(k)` fill `budget_s` seconds, from a probe of 5 units."""
+  fn(5)
+  t0 = time.perf_counter()
+  fn(5)
+  per = max((time.perf_counter() - t0) / 5, 1e-7)
+  return int(min(max(budget_s / per, 5), cap))
+
+
+def _memory(compiled) -> int | None:
+  try:
+    m = compiled.memory_analysis()
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+               - m.alias_size_in_bytes)
+  except Exception:  # noqa: BLE001 (not every backend reports it)
+    return None
+
+
+# ---------------------------------------------------------------------------- samplers
+
+
+def sample_jax(n, m, batch, budget, repeats, precision=None, mesh=None, impl=None,
+               bits=None) -> dict:
+  params = rbm.init(jax.random.key(0), n, m, weight_scale=0.05)
+  state = sampling.init(params, jnp.zeros((batch, n), jnp.float32))
+  key = jax.random.key(1, impl=impl)
+  if mesh is not None:
+    params = jax.device_put(params, parallel.replicated(mesh))
+    state = parallel.shard_batch(state, mesh)
+
+  def compile_steps(k):
+    fn = jax.jit(lambda kk, s, p: sampling.run(kk, s, p, k, precision=precision,
+                                               uniform_bits=bits))
+    t0 = time.perf_counter()
+    compiled = fn.lower(key, state, params).compile()
+    return compiled, time.perf_counter() - t0
+
+  probe, compile_s = compile_steps(5)
+  steps = calls_for(lambda k: jax.block_until_ready(probe(key, state, params)), budget / 5) * 5
+  compiled, _ = compile_steps(steps)
+  out = timed(lambda: jax.block_until_ready(compiled(key, state, params)), steps, repeats)
+  out.update(compile_s=compile_s, memory_bytes=_memory(compiled))
+  return out
+
+
+def sample_numpy(n, m, batch, budget, repeats) -> dict:
+  """float32 numpy with PCG64 uniforms and in-place sigmoids."""
+  rng = np.random.default_rng(0)
+  W = (0.05 * rng.standard_normal((n, m))).astype(np.float32)
+  b, c = np.zeros(n, np.float32), np.zeros(m, np.float32)
+  v = np.zeros((batch, n), np.float32)
+  h = np.empty((batch, m), np.float32)
+  uh, uv = np.empty((batch, m), np.float32), np.empty((batch, n), np.float32)
+
+  def sweeps(k):
+    nonlocal v
+    for _ in range(k):
+      x = v @ W
+      x += c
+      np.negative(x, out=x); np.exp(x, out=x); x += 1; np.reciprocal(x, out=x)
+      rng.random(out=uh, dtype=np.float32)
+      np.less(uh, x, out=h)
+      y = h @ W.T
+      y += b
+      np.negative(y, out=y); np.exp(y, out=y); y += 1; np.reciprocal(y, out=y)
+      rng.random(out=uv, dtype=np.float32)
+      v = (uv < y).astype(np.float32)
+
+  steps = calls_for(sweeps, budget)
+  return timed(lambda: sweeps(steps), steps, repeats)
+
+
+def sample_torch(n, m, batch, budget, repeats) -> dict:
+  import torch
+
+  torch.set_num_threads(os.cpu_count())
+  g = torch.Generator().manual_seed(0)
+  W = 0.05 * torch.randn(n, m, generator=g)
+  b, c = torch.zeros(n), torch.zeros(m)
+  v = torch.zeros(batch, n)
+
+  @torch.no_grad()
+  def sweeps(k):
+    nonlocal v
+    for _ in range(k):
+      h = torch.bernoulli(torch.sigmoid(torch.addmm(c, v, W)), generator=g)
+      v = torch.bernoulli(torch.sigmoid(torch.addmm(b, h, W.T)), generator=g)
+
+  steps = calls_for(sweeps, budget)
+  return timed(lambda: sweeps(steps), steps, repeats)
+
+
+def _sklearn_rbm(n, m, batch):
+  from sklearn.neural_network import BernoulliRBM
+
+  model = BernoulliRBM(n_components=m, batch_size=batch, learning_rate=0.05, random_state=0)
+  rng = np.random.RandomState(0)
+  model.components_ = 0.05 * rng.standard_normal((m, n))
+  model.intercept_hidden_ = np.zeros(m)
+  model.intercept_visible_ = np.zeros(n)
+  model.h_samples_ = np.zeros((batch, m))
+  model.random_state_ = rng
+  return model
+
+
+def sample_sklearn(n, m, batch, budget, repeats) -> dict:
+  model = _sklearn_rbm(n, m, batch)
+  v = np.zeros((batch, n))
+
+  def sweeps(k):
+    nonlocal v
+    for _ in range(k):
+      v = model.gibbs(v)
+
+  steps = calls_for(sweeps, budget)
+  return timed(lambda: sweeps(steps), steps, repeats)
+
+
+def sample_thrml(n, m, batch, budget, repeats) -> dict:
+  """thrml's block Gibbs on the RBM as a bipartite Ising model (spins, an edge list)."""
+  import thrml
+  from thrml.models import IsingEBM, IsingSamplingProgram, hinton_init
+
+  vis = [thrml.SpinNode() for _ in range(n)]
+  hid = [thrml.SpinNode() for _ in range(m)]
+  edges = [(a, b) for a in vis for b in hid]
+  rng = np.random.default_rng(0)
+  ebm = IsingEBM(vis + hid, edges, jnp.zeros(n + m),
+                 jnp.asarray(0.05 * rng.standard_normal(n * m), jnp.float32), jnp.array(1.0))
+  blocks = [thrml.Block(vis), thrml.Block(hid)]
+  program = IsingSamplingProgram(ebm, blocks, [])
+  init = hinton_init(jax.random.key(0), ebm, blocks, (batch,))
+  keys = jax.random.split(jax.random.key(1), batch)
+
+  def compile_steps(k):
+    schedule = thrml.SamplingSchedule(n_warmup=k - 1, n_samples=1, steps_per_sample=1)
+    one = lambda kk, iv, ih: thrml.sample_states(kk, program, schedule, [iv, ih], [], [blocks[0]])
+    fn = jax.jit(jax.vmap(one))
+    t0 = time.perf_counter()
+    compiled = fn.lower(keys, *init).compile()
+    return compiled, time.perf_counter() - t0
+
+  probe, compile_s = compile_steps(5)
+  steps = calls_for(lambda k: jax.block_until_ready(probe(keys, *init)), budget / 5) * 5
+  compiled, _ = compile_steps(steps)
+  out = timed(lambda: jax.block_until_ready(compiled(keys, *init)), steps, repeats)
+  out["compile_s"] = compile_s
+  return out
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def _train_data(n, batch, n_batches, seed=0):
+  rng = np.random.default_rng(seed)
+  return (rng.random((batch * n_batches, n)) < 0.3).astype(np.float32)
+
+
+def train_jax(n, m, batch, method, budget, repeats, n_batches) -> dict:
+  """Minibatch updates/s of the compiled epoch (`lax.scan` over minibatches, donated state)."""
+  x = jnp.asarray(_train_data(n, batch, n_batches))
+  params = rbm.init(jax.random.key(0), n, m, weight_scale=0.05)
+  cfg = train.TrainConfig(method=method, epochs=1, batch_size=batch, progress=False,
+                          exact_ll=False)
+  _, state, key = train._setup_one(jax.random.key(0), params, x, cfg, False)
+  holder = {"state": state}
+
+  def epochs(k):
+    holder["state"] = train._epochs_one(key, 0, holder["state"], x, x, cfg, k, False, None)[0]
+    jax.block_until_ready(holder["state"])
+
+  t0 = time.perf_counter()
+  compiled = train._epochs_one.lower(key, 0, state, x, x, cfg, 1, False, None).compile()
+  compile_s = time.perf_counter() - t0
+  k = max(1, calls_for(epochs, budget, cap=1000) if n_batches < 8 else 1)
+  out = timed(lambda: epochs(k), k * n_batches, repeats)
+  out.update(compile_s=compile_s, memory_bytes=_memory(compiled))
+  return out
+
+
+def _cd_numpy_like(xp, n, m, batch, method, n_batches, seed=0):
+  """A CD-1 / PCD-1 trainer with momentum SGD, written once for numpy and torch."""
+  x = _train_data(n, batch, n_batches, seed)
+  if xp.__name__ == "torch":
+    import torch
+
+    torch.set_num_threads(os.cpu_count())
+    g = torch.Generator().manual_seed(seed)
+    asarr = lambda a: torch.from_numpy(np.ascontiguousarray(a))
+    sig, rand = torch.sigmoid, lambda shape: torch.rand(shape, generator=g)
+    W = 0.05 * torch.randn(n, m, generator=g)
+  else:
+    rng = np.random.default_rng(seed)
+    asarr = lambda a: a
+    sig = lambda z: 1.0 / (1.0 + np.exp(-z))
+    rand = lambda shape: rng.random(shape, dtype=np.float32)
+    W = (0.05 * rng.standard_normal((n, m))).astype(np.float32)
+  data = asarr(x)
+  b, c = asarr(np.zeros(n, np.float32)), asarr(np.zeros(m, np.float32))
+  mW, mb, mc = W * 0, b * 0, c * 0
+  chains = asarr(x[:batch].copy())
+  lr, mom = 0.05, 0.9
+
+  def updates(k):
+    nonlocal W, b, c, mW, mb, mc, chains
+    for i in range(k):
+      v0 = data[(i % n_batches) * batch:((i % n_batches) + 1) * batch]
+      ph0 = sig(v0 @ W + c)
+      start = chains if method == "pcd" else v0
+      h = (rand((batch, m)) < sig(start @ W + c)) * 1.0
+      v1 = (rand((batch, n)) < sig(h @ W.T + b)) * 1.0
+      ph1 = sig(v1 @ W + c)
+      if method == "pcd":
+        chains = v1
+      gW = (v0.T @ ph0 - v1.T @ ph1) / batch
+      mW = mom * mW + gW
+      mb = mom * mb + (v0 - v1).mean(0)
+      mc = mom * mc + (ph0 - ph1).mean(0)
+      W, b, c = W + lr * mW, b + lr * mb, c + lr * mc
+
+  return updates
+
+
+def train_numpy(n, m, batch, method, budget, repeats, n_batches) -> dict:
+  updates = _cd_numpy_like(np, n, m, batch, method, n_batches)
+  k = calls_for(updates, budget, cap=100_000)
+  return timed(lambda: updates(k), k, repeats)
+
+
+def train_torch(n, m, batch, method, budget, repeats, n_batches) -> dict:
+  import torch
+
+  updates = _cd_numpy_like(torch, n, m, batch, method, n_batches)
+  k = calls_for(torch.no_grad()(updates), budget, cap=100_000)
+  return timed(torch.no_grad()(lambda: updates(k)), k, repeats)
+
+
+def train_sklearn(n, m, batch, method, budget, repeats, n_batches) -> dict:
+  """scikit-learn's partial_fit: one PCD-1 update (its only method) per call."""
+  model = _sklearn_rbm(n, m, batch)
+  x = _train_data(n, batch, n_batches).astype(np.float64)
+
+  def updates(k):
+    for i in range(k):
+      model.partial_fit(x[(i % n_batches) * batch:((i % n_batches) + 1) * batch])
+
+  k = calls_for(updates, budget, cap=100_000)
+  return timed(lambda: updates(k), k, repeats)
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+def _installed(module: str) -> bool:
+  try:
+    __import__(module)
+    return True
+  except ImportError:
+    return False
+
+
+def _largest_on_gpu(mem_rows: list[dict]) -> dict | None:
+  """Fit XLA's planned training bytes to `a n m + b batch (n + m) + c` (least squares) and
+  solve for the largest square RBM (n = m, batch 256) under GPU_MEMORY."""
+  rows = [r for r in mem_rows if r.get("memory_bytes")]
+  if len(rows) < 3:
+    return None
+  A = np.array([[r["n"] * r["m"], r["batch"] * (r["n"] + r["m"]), 1.0] for r in rows])
+  y = np.array([r["memory_bytes"] for r in rows], float)
+  coef = np.linalg.lstsq(A, y, rcond=None)[0]
+  a, b, c = coef
+  # a s^2 + 2 b 256 s + c = GPU_MEMORY
+  s = (-2 * b * 256 + np.sqrt((2 * b * 256) ** 2 + 4 * a * (GPU_MEMORY - c))) / (2 * a)
+  return {"bytes_per_weight": float(a), "bytes_per_batch_unit": float(b),
+          "largest_square_units": int(s), "batch": 256, "gpu_bytes": GPU_MEMORY}
+
+
+def run_all(args) -> dict:
+  quick = args.quick
+  sizes = QUICK_SIZES if quick else SIZES
+  budget = args.budget or (0.01 if quick else 0.3)
+  repeats = 5
+  info = machine_info()
+  info["matmul_peak"] = matmul_peak_gflops()
+  print(f"float32 matmul peak: {info['matmul_peak']['gflops']:.1f} GFLOP/s", flush=True)
+  cpu = info["backend"] == "cpu"
+  peers = {"numpy": cpu, "torch": cpu and _installed("torch"),
+           "sklearn": cpu and _installed("sklearn"), "thrml": _installed("thrml")}
+  if args.peers is not None:
+    wanted = {p for p in args.peers.split(",") if p}
+    peers = {k: ok and k in wanted for k, ok in peers.items()}
+  sample_rows, train_rows = [], []
+
+  def record(rows, kind, lib, variant, n, m, batch, fn):
+    try:
+      r = fn()
+    except Exception as err:  # noqa: BLE001 (a peer failing is a result, not a crash)
+      r = {"error": f"{type(err).__name__}: {err}"[:300]}
+    row = {"kind": kind, "lib": lib, "variant": variant, "n": n, "m": m, "batch": batch, **r}
+    rows.append(row)
+    rate = f"{r['rate']:.1f}" if "rate" in r else r["error"]
+    print(f"{kind:8s} ({n},{m},{batch}) {lib:9s} {variant:10s} {rate}", flush=True)
+
+  for n, m, batch in sizes:
+    big = n * m * batch > 5e8
+    b = budget * (3 if big else 1)
+    record(sample_rows, "sample", "aerbm_jax", "float32", n, m, batch,
+           lambda: sample_jax(n, m, batch, b, repeats))
+    record(sample_rows, "sample", "aerbm_jax", "bfloat16", n, m, batch,
+           lambda: sample_jax(n, m, batch, b, repeats, precision="bfloat16"))
+    if args.prng_sweep:  # the PRNG and uniform resolution behind the per-backend default
+      for impl in ("threefry2x32", "rbg", "unsafe_rbg"):
+        for bits in (16, 32):
+          record(sample_rows, "sample", "aerbm_jax", f"{impl[:9]}/{bits}b", n, m, batch,
+                 lambda: sample_jax(n, m, batch, b, repeats, impl=impl, bits=bits))
+    if peers["numpy"]:
+      record(sample_rows, "sample", "numpy", "pcg64", n, m, batch,
+             lambda: sample_numpy(n, m, batch, b, repeats))
+    if peers["torch"]:
+      record(sample_rows, "sample", "torch", "cpu", n, m, batch,
+             lambda: sample_torch(n, m, batch, b, repeats))
+    if peers["sklearn"] and not (big and n > 10_000):
+      record(sample_rows, "sample", "sklearn", "gibbs", n, m, batch,
+             lambda: sample_sklearn(n, m, batch, b, repeats))
+    if peers["thrml"] and n * m <= THRML_MAX_EDGES:
+      record(sample_rows, "sample", "thrml", "ising", n, m, batch,
+             lambda: sample_thrml(n, m, batch, b, repeats))
+    n_batches = 4 if n * batch > 1e6 else 16
+    for method in ("cd", "pcd"):
+      record(train_rows, method, "aerbm_jax", "float32", n, m, batch,
+             lambda: train_jax(n, m, batch, method, b, repeats, n_batches))
+      if peers["numpy"]:
+        record(train_rows, method, "numpy", "-", n, m, batch,
+               lambda: train_numpy(n, m, batch, method, b, repeats, n_batches))
+      if peers["torch"]:
+        record(train_rows, method, "torch", "cpu", n, m, batch,
+               lambda: train_torch(n, m, batch, method, b, repeats, n_batches))
+    if peers["sklearn"] and n < 10_000:
+      record(train_rows, "pcd", "sklearn", "partial_fit", n, m, batch,
+             lambda: train_sklearn(n, m, batch, "pcd", b, repeats, n_batches))
+
+  # Throughput against batch size.
+  bn, bm = (64, 32) if quick else (784, 500)
+  batch_rows = []
+  for batch in QUICK_BATCHES if quick else BATCHES:
+    record(batch_rows, "sample", "aerbm_jax", "float32", bn, bm, batch,
+           lambda: sample_jax(bn, bm, batch, budget, repeats))
+    if peers["numpy"]:
+      record(batch_rows, "sample", "numpy", "pcg64", bn, bm, batch,
+             lambda: sample_numpy(bn, bm, batch, budget, repeats))
+    if peers["torch"]:
+      record(batch_rows, "sample", "torch", "cpu", bn, bm, batch,
+             lambda: sample_torch(bn, bm, batch, budget, repeats))
+
+  memory = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+  stats = jax.devices()[0].memory_stats()
+  if stats:
+    memory["device_peak_bytes"] = stats.get("peak_bytes_in_use")
+  mem_rows = [r for r in train_rows if r["lib"] == "aerbm_jax" and r["kind"] == "cd"]
+  memory["largest_rbm_on_80gb"] = _largest_on_gpu(mem_rows)
+  result = {"machine": info, "sampling": sample_rows, "training": train_rows,
+            "batch_sweep": batch_rows, "memory": memory, "peers": peers}
+  if args.scaling:
+    result["scaling"] = scaling(quick)
+  return result
+
+
+# ---------------------------------------------------------------------------- scaling
+
+
+SCALING_SIZE = (784, 500, 4096)
+QUICK_SCALING_SIZE = (64, 32, 64)
+
+
+def scaling_worker(quick: bool) -> None:
+  n, m, chains = QUICK_SCALING_SIZE if quick else SCALING_SIZE
+  mesh = parallel.make_mesh()
+  r = sample_jax(n, m, chains, 0.01 if quick else 0.5, 5, mesh=mesh)
+  print(json.dumps({"devices": jax.device_count(), "n": n, "m": m, "chains": chains, **r}))
+
+
+def scaling(quick: bool) -> list[dict]:
+  """Sweeps/s at 1, 2, 4, 8 devices for a fixed total of chains, one process per count."""
+  rows = []
+  counts = [1, 2, 4, 8] if jax.default_backend() == "cpu" else [jax.device_count()]
+  for k in counts:
+    env = dict(os.environ)
+    if jax.default_backend() == "cpu":
+      env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} " \
+                         f"--xla_force_host_platform_device_count={k}".strip()
+    cmd = [sys.executable, __file__, "--scaling-worker"] + (["--quick"] if quick else [])
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode:
+      rows.append({"devices": k, "error": proc.stderr[-300:]})
+    else:
+      rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    print(f"scaling {k} devices: {rows[-1].get('rate', rows[-1].get('error'))}", flush=True)
+  return rows
+
+
+# ---------------------------------------------------------------------------- reports
+
+
+def _fmt_rate(r: dict) -> str:
+  return f"{r['rate']:,.1f}" if "rate" in r else f"error: {r['error'][:60]}"
+
+
+def markdown(res: dict, plot: str | None) -> str:
+  info = res["machine"]
+  peak = info["matmul_peak"]["gflops"]
+  v = info["versions"]
+  lines = [
+    f"# RBM throughput: {info['device']} ({info['backend']}, {info['cores']} cores, "
+    f"{info['cpu']})",
+    "",
+    "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val) + ".",
+    f"Measured float32 matmul peak ({info['matmul_peak']['size']}^3, default precision"
+    f"{', TF32' if info['matmul_peak']['tf32'] else ''}): {peak:,.1f} GFLOP/s. "
+    "Rates are medians of 5 timed calls after a warm-up [min-max]; compile time excluded "
+    "and shown apart. FLOPs per sweep = 4 batch n m.",
+    "",
+    "## Block Gibbs sampling",
+    "",
+    "| n, m, batch | library | variant | sweeps/s | [min-max] | unit updates/s | "
+    "% of matmul peak | vs fastest peer | compile s | XLA memory MB |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for group in _groups(res["sampling"]):
+    peers = [r["rate"] for r in group if r["lib"] != "aerbm_jax" and "rate" in r]
+    best = max(peers) if peers else None
+    for r in group:
+      if "rate" not in r:
+        lines.append(f"| {r['n']}, {r['m']}, {r['batch']} | {r['lib']} | {r['variant']} | "
+                     f"{_fmt_rate(r)} | | | | | | |")
+        continue
+      units = r["rate"] * r["batch"] * (r["n"] + r["m"])
+      gf = r["rate"] * 4 * r["batch"] * r["n"] * r["m"] / 1e9
+      ratio = f"{r['rate'] / best:.2f}x" if best else "-"
+      comp = f"{r['compile_s']:.2f}" if "compile_s" in r else "-"
+      mem = f"{r['memory_bytes'] / 1e6:.1f}" if r.get("memory_bytes") else "-"
+      lines.append(
+        f"| {r['n']}, {r['m']}, {r['batch']} | {r['lib']} | {r['variant']} | {r['rate']:,.1f} "
+        f"| {r['min']:,.0f}-{r['max']:,.0f} | {units:.3g} | {100 * gf / peak:.1f} | {ratio} | "
+        f"{comp} | {mem} |")
+  lines += ["", "## Training: minibatch updates/s (one CD-1 or PCD-1 step with momentum SGD)", "",
+            "| n, m, batch | method | library | updates/s | [min-max] | vs fastest peer | "
+            "compile s | XLA memory MB |", "|---|---|---|---|---|---|---|---|"]
+  for group in _groups(res["training"], by_kind=True):
+    peers = [r["rate"] for r in group if r["lib"] != "aerbm_jax" and "rate" in r]
+    best = max(peers) if peers else None
+    for r in group:
+      if "rate" not in r:
+        lines.append(f"| {r['n']}, {r['m']}, {r['batch']} | {r['kind']} | {r['lib']} | "
+                     f"{_fmt_rate(r)} | | | | |")
+        continue
+      ratio = f"{r['rate'] / best:.2f}x" if best else "-"
+      comp = f"{r['compile_s']:.2f}" if "compile_s" in r else "-"
+      mem = f"{r['memory_bytes'] / 1e6:.1f}" if r.get("memory_bytes") else "-"
+      lines.append(f"| {r['n']}, {r['m']}, {r['batch']} | {r['kind']} | {r['lib']} | "
+                   f"{r['rate']:,.1f} | {r['min']:,.0f}-{r['max']:,.0f} | {ratio} | {comp} | "
+                   f"{mem} |")
+  mem = res["memory"]
+  lines += ["", "## Memory", "",
+            f"Peak resident memory of the whole benchmark process: "
+            f"{mem['peak_rss_bytes'] / 1e9:.2f} GB."]
+  if mem.get("device_peak_bytes"):
+    lines.append(f"Device peak bytes in use: {mem['device_peak_bytes'] / 1e9:.2f} GB.")
+  big = mem.get("largest_rbm_on_80gb")
+  if big:
+    lines.append(
+      f"XLA's memory plan for a compiled CD-1 epoch fits {big['bytes_per_weight']:.1f} bytes per "
+      f"weight and {big['bytes_per_batch_unit']:.1f} bytes per batch unit; at that rate the "
+      f"largest square RBM that trains on an 80 GB GPU (batch 256) has about "
+      f"{big['largest_square_units']:,} visible and hidden units (an extrapolation, not a run).")
+  if res.get("scaling"):
+    lines += ["", "## Scaling over devices (fixed total of chains)", "",
+              "| devices | n, m, chains | sweeps/s | [min-max] | speed-up |", "|---|---|---|---|---|"]
+    base = next((r["rate"] for r in res["scaling"] if "rate" in r), None)
+    for r in res["scaling"]:
+      if "rate" in r:
+        lines.append(f"| {r['devices']} | {r['n']}, {r['m']}, {r['chains']} | {r['rate']:,.1f} | "
+                     f"{r['min']:,.0f}-{r['max']:,.0f} | {r['rate'] / base:.2f}x |")
+      else:
+        lines.append(f"| {r['devices']} | error: {r['error'][:80]} | | | |")
+  if plot:
+    lines += ["", "## Throughput against batch size", "", f"![samples/s against batch]({plot})"]
+  return "\n".join(lines) + "\n"
+
+
+def _groups(rows: list[dict], by_kind: bool = False) -> list[list[dict]]:
+  keys: dict = {}
+  for r in rows:
+    keys.setdefault((r["n"], r["m"], r["batch"]) + ((r["kind"],) if by_kind else ()), []).append(r)
+  return list(keys.values())
+
+
+def batch_plot(rows: list[dict], path: Path) -> str | None:
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  ok = [r for r in rows if "rate" in r]
+  if not ok:
+    return None
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for lib in dict.fromkeys(r["lib"] for r in ok):
+    pts = sorted((r["batch"], r["rate"] * r["batch"]) for r in ok if r["lib"] == lib)
+    ax.plot(*zip(*pts), marker="o", label=lib)
+  ax.set(xscale="log", yscale="log", xlabel="batch (chains)", ylabel="samples/s (sweeps x batch)",
+         title=f"Block Gibbs at n={ok[0]['n']}, m={ok[0]['m']}")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path.name
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--quick", action="store_true", help="tiny sizes: under a minute")
+  ap.add_argument("--scaling", action="store_true", help="also 1/2/4/8-device scaling")
+  ap.add_argument("--peers", default=None,
+                  help="comma-separated peers to run (numpy,torch,sklearn,thrml); default: all "
+                       "installed; '' for aerbm_jax alone")
+  ap.add_argument("--prng-sweep", action="store_true",
+                  help="also time every PRNG (threefry, rbg, unsafe_rbg) x 16/32-bit uniforms")
+  ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+  ap.add_argument("--tag", default=None, help="file name (default: backend and cores)")
+  ap.add_argument("--budget", type=float, default=None, help="seconds per timed call")
+  ap.add_argument("--scaling-worker", action="store_true", help=argparse.SUPPRESS)
+  args = ap.parse_args()
+  if args.scaling_worker:
+    scaling_worker(args.quick)
+    return
+  res = run_all(args)
+  info = res["machine"]
+  tag = args.tag or f"throughput-{info['backend']}-{info['cores']}core"
+  out = Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  plot = batch_plot(res["batch_sweep"], out / f"{tag}-batch.png")
+  (out / f"{tag}.json").write_text(json.dumps(res, indent=1))
+  (out / f"{tag}.md").write_text(markdown(res, plot))
+  print(f"wrote {out / tag}.json and .md")
+
+
+if __name__ == "__main__":
+  main()

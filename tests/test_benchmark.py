@@ -1,0 +1,33 @@
+"""The throughput benchmark's --quick mode writes complete, well-formed results (not speeds)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).parent.parent / "benchmarks" / "throughput.py"
+
+
+def test_quick_benchmark_output_format(tmp_path):
+  proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--peers", "numpy", "--out",
+                         str(tmp_path), "--tag", "quick"], capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  res = json.loads((tmp_path / "quick.json").read_text())
+  assert res["machine"]["matmul_peak"]["gflops"] > 0 and res["machine"]["versions"]["jax"]
+  libs = {(r["lib"], r["variant"], r["batch"]) for r in res["sampling"]}
+  for batch in (64, 1):
+    for lib in [("aerbm_jax", "float32"), ("aerbm_jax", "bfloat16"), ("numpy", "pcg64")]:
+      assert lib + (batch,) in libs
+  for r in res["sampling"] + res["training"] + res["batch_sweep"]:
+    assert r["rate"] > 0 and r["min"] <= r["rate"] <= r["max"] and r["repeats"] >= 5, r
+  assert {(r["kind"], r["lib"]) for r in res["training"]} >= {
+    ("cd", "aerbm_jax"), ("pcd", "aerbm_jax"), ("cd", "numpy"), ("pcd", "numpy")}
+  jax_rows = [r for r in res["sampling"] + res["training"] if r["lib"] == "aerbm_jax"]
+  assert all(r["compile_s"] > 0 and r["memory_bytes"] > 0 for r in jax_rows)
+  assert res["memory"]["peak_rss_bytes"] > 0
+  md = (tmp_path / "quick.md").read_text()
+  for heading in ("## Block Gibbs sampling", "## Training", "## Memory", "vs fastest peer",
+                  "% of matmul peak", "quick-batch.png"):
+    assert heading in md
+  assert (tmp_path / "quick-batch.png").stat().st_size > 1000
