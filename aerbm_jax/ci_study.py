@@ -160,21 +160,54 @@ def _quality(samples_px: np.ndarray, held: np.ndarray, rng: np.random.Generator)
   return {"mmd2": m.mmd2, "mmd_p_value": m.p_value, "precision": p, "recall": r}
 
 
-def run_study(config: CIStudyConfig, run_dir: str | Path) -> dict[str, Any]:
-  """Run the study; results go to `run_dir`."""
+def load_study_config(run_dir: str | Path) -> CIStudyConfig:
+  """The `CIStudyConfig` stored in a study's `config.json`."""
+  path = Path(run_dir) / "config.json"
+  if not path.is_file():
+    raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.json")
+  raw = json.loads(path.read_text())
+  if "n_values" not in raw:
+    raise ValueError(f"{path} is not a ci_study config")
+  for name in ("n_values", "latent_dims", "ae_features"):
+    raw[name] = tuple(raw[name])
+  config = CIStudyConfig(**raw)
   config.validate()
-  run_dir = checkpoint.new_run_dir(run_dir, config)
+  return config
+
+
+def run_study(config: CIStudyConfig, run_dir: str | Path, *, resume: bool = False
+              ) -> dict[str, Any]:
+  """Run the study; results go to `run_dir`.
+
+  Each finished setting (one N and one space) is written to `run_dir/checkpoints/settings/`
+  at once; with `resume=True` those are kept and the study continues with the next setting.
+  Every setting draws from its own keys, so a resumed study's results equal an uninterrupted
+  one's (timings aside).
+  """
+  config.validate()
+  if resume:
+    if load_study_config(run_dir) != config:
+      raise ValueError(f"--resume {run_dir}: its config differs; resume without options")
+    run_dir = Path(run_dir)
+  else:
+    run_dir = checkpoint.new_run_dir(run_dir, config)
+  done_dir = run_dir / "checkpoints" / "settings"
+  done_dir.mkdir(parents=True, exist_ok=True)
   t_start = time.perf_counter()
   pool, held, source = _pool(config)
   shape = pool.shape[1:]
   print(f"ci_study: {source}; N in {list(config.n_values)}, {config.seeds} seeds, latents "
         f"{list(config.latent_dims)}, pixels {int(np.prod(shape))}")
-  rng = np.random.default_rng(config.seed)
   key = jax.random.key(config.seed)
   rows: list[dict[str, Any]] = []
   settings = [(n, d) for n in config.n_values for d in (None, *config.latent_dims)]
-  for n, d in tqdm(settings, desc="ci_study settings"):
-    k = jax.random.fold_in(key, len(rows))
+  for index, (n, d) in enumerate(tqdm(settings, desc="ci_study settings")):
+    saved = done_dir / f"{index:03d}.json"
+    if saved.is_file():
+      rows.append(json.loads(saved.read_text()))
+      continue
+    rng = np.random.default_rng([config.seed, index])
+    k = jax.random.fold_in(key, index)
     k_fit, k_samp, k_ae, k_ais = jax.random.split(k, 4)
     x = pool[:n]
     t0 = time.perf_counter()
@@ -209,11 +242,12 @@ def run_study(config: CIStudyConfig, run_dir: str | Path) -> dict[str, Any]:
       quality=_quality(pixels, held, rng),
     )
     rows.append(row)
+    checkpoint.write_text(saved, json.dumps(row))
   result = {"config": dataclasses.asdict(config), "source": source, "rows": rows,
             "total_s": time.perf_counter() - t_start}
-  (run_dir / "ci_study.json").write_text(json.dumps(result, indent=1))
+  checkpoint.write_text(run_dir / "ci_study.json", json.dumps(result, indent=1))
   _plots(rows, config, run_dir)
-  (run_dir / "report.md").write_text(_report(rows, config, source, result["total_s"]))
+  checkpoint.write_text(run_dir / "report.md", _report(rows, config, source, result["total_s"]))
   print(f"done in {result['total_s']:.0f}s: {run_dir}/report.md")
   return result
 

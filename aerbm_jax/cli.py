@@ -152,11 +152,9 @@ def _experiment(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace, kind: str, given: dict) -> int:
+  from aerbm_jax.ci_study import load_study_config, run_study
   from aerbm_jax.experiment import load_config, run_experiment
 
-  if kind == "ci_study":
-    raise ValueError("--resume is not supported for ci_study; rerun it (it keeps no "
-                     "training checkpoints)")
   extra = sorted(given) + [f for f in ("data", "out", "seed", "quick") if getattr(args, f)]
   if extra:
     flags = ", ".join("--" + f.replace("_", "-") for f in extra)
@@ -164,10 +162,13 @@ def _resume(args: argparse.Namespace, kind: str, given: dict) -> int:
   run_dir = Path(args.resume)
   if not run_dir.is_dir():
     raise FileNotFoundError(f"--resume {run_dir}: no such run directory")
+  args.run_dir = run_dir
+  if kind == "ci_study":
+    run_study(load_study_config(run_dir), run_dir, resume=True)
+    return 0
   config = load_config(run_dir)
   if config.name != args.name:
     raise ValueError(f"--resume {run_dir} is a {config.name!r} run, not {args.name!r}")
-  args.run_dir = run_dir
   run_experiment(config, run_dir, resume=True)
   return 0
 
@@ -210,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   except KeyboardInterrupt:
     run_dir = getattr(args, "run_dir", None)
     hint = ""
-    if run_dir is not None and args.name != "ci_study":
+    if run_dir is not None:
       hint = f"; training is checkpointed: resume with `aerbm experiment {args.name} " \
              f"--resume {run_dir}`"
     print(f"aerbm: interrupted{hint}", file=sys.stderr)

@@ -137,19 +137,20 @@ def contrastive_grad(params: RBM, v_data: Array, v_model: Array,
   """
   v_model = jax.lax.stop_gradient(v_model).astype(v_data.dtype)
   n_data, n_model = v_data.shape[0], v_model.shape[0]
+  v_all = jnp.concatenate([v_data, v_model])
+  weights = jnp.concatenate([jnp.full(n_data, 1.0 / n_data, v_data.dtype),
+                             jnp.full(n_model, -1.0 / n_model, v_data.dtype)])
   if isinstance(params, GaussianRBM):
-    v_all = jnp.concatenate([v_data, v_model])
-    weights = jnp.concatenate([jnp.full(n_data, 1.0 / n_data, v_data.dtype),
-                               jnp.full(n_model, -1.0 / n_model, v_data.dtype)])
     return jax.grad(lambda p: jnp.sum(weights * rbm.free_energy(p, v_all, precision)))(params)
   if h_data is None:
     h_data = rbm.hidden_prob(params, v_data, precision)
   h_model = rbm.hidden_prob(params, v_model, precision)
-  v_all = jnp.concatenate([v_data, v_model])
-  h_all = jnp.concatenate([h_data / n_data, -h_model / n_model])
+  h_all = jnp.concatenate([h_data, h_model]) * weights[:, None]
   return BernoulliRBM(
     W=-rbm._matmul(v_all.T, h_all, precision),
-    b=-(jnp.mean(v_data, 0) - jnp.mean(v_model, 0)),
+    # A weighted sum as a matvec: XLA's CPU column reduction of a wide (B, n) array measured
+    # ~8x slower at n = 49,152.
+    b=-rbm._matmul(weights, v_all, precision),
     c=-jnp.sum(h_all, 0),
   )
 

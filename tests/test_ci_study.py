@@ -24,3 +24,11 @@ def test_quick_ci_study(tmp_path):
     assert 0 <= r["quality"]["precision"] <= 1
   report = (out / "report.md").read_text()
   assert "The claim" in report and "| 24 | pixels |" in report
+  # A study stopped after two settings resumes with the same results (timings aside).
+  for name in ("002.json", "003.json"):
+    (out / "checkpoints" / "settings" / name).unlink()
+  (out / "ci_study.json").unlink()
+  assert cli.main(["experiment", "ci_study", "--resume", str(out)]) == 0
+  again = json.loads((out / "ci_study.json").read_text())
+  strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+  assert strip(again["rows"]) == strip(res["rows"])
