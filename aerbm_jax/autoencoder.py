@@ -316,8 +316,10 @@ def fit(
         bar.update(1)
       loss = float(np.mean(losses[epoch * n_batches : done]))
       if not math.isfinite(loss):
+        step = None if progress is None else progress.latest_step()
         last = "" if progress is None else (
-          f"; the last good checkpoint (step {progress.latest_step()}) is in {progress.directory}")
+          f"; the last good checkpoint (step {step}) is in {progress.directory}"
+          if step is not None else "; it diverged before the first checkpoint")
         raise FloatingPointError(f"autoencoder training diverged in epoch {epoch} (loss {loss}); "
                                  f"lower learning_rate{last}")
       if held is not None and (epoch % 5 == 0 or epoch == config.epochs - 1):

@@ -6,7 +6,9 @@
   aerbm evaluate RUN_DIR [--n 256] [--steps 1000] [--seed 0]
 
 Every field of `ExperimentConfig` is an option (`--ae-epochs 10`, `--rbm-hidden 32`, ...).
-A bad input gets one line naming it and exit code 2; `--debug` shows the traceback.
+A bad input gets one line naming it and exit code 2, diverging training one line naming the
+epoch, the setting to change and the last good checkpoint, and exit code 3; `--debug` shows
+the traceback.
 Ctrl-C (or SIGTERM) checkpoints the training stage in progress and exits with code 130;
 `--resume RUN_DIR` continues it.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
 import sys
 import time
@@ -200,9 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   warnings.filterwarnings("ignore", category=DeprecationWarning)
   signal.signal(signal.SIGTERM, _terminate)
-  try:
-    from aerbm_jax import parallel
+  from aerbm_jax import parallel  # imports JAX: after parsing, so --help stays fast
+  from aerbm_jax.train import TrainingDivergedError
 
+  try:
     parallel.initialize(parallel.distributed_settings(
       args.coordinator_address, args.num_processes, args.process_id,
       auto=args.distributed == "auto"))
@@ -221,7 +225,27 @@ def main(argv: Sequence[str] | None = None) -> int:
       raise
     print(f"aerbm: error: {err}", file=sys.stderr)
     return 2
+  except (FloatingPointError, TrainingDivergedError) as err:  # a setting to change, not a bug
+    if args.debug:
+      raise
+    print(f"aerbm: error: {err}", file=sys.stderr)
+    return 3
+
+
+def run() -> None:
+  """The console script: `main`, and after Ctrl-C an immediate exit.
+
+  An interrupt can land inside XLA (mid-compile, mid-execution); the checkpoint is already
+  written by then, and skipping the interpreter's teardown avoids a crash in it (seen as
+  SIGSEGV after the clean message).
+  """
+  code = main()
+  if code == 130:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+  sys.exit(code)
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  run()

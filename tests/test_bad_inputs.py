@@ -131,6 +131,7 @@ CLI_CASES = [
   (["evaluate", "{tmp}", "--n", "2"], "--n must be >= 4"),
   (["sample", "{tmp}/half"], "has not finished training"),
   (["--coordinator-address", "nohost", "sample", "{tmp}"], "must be host:port"),
+  (["experiment", "faces", "--resume", "{tmp}/stale"], "unknown field(s) colour_mode"),
   (["--num-processes", "2", "sample", "{tmp}"], "need --coordinator-address, --process-id"),
 ]
 
@@ -143,6 +144,9 @@ def test_cli_bad_input_is_one_line(argv, message, tmp_path, capsys):
   import dataclasses
   import json
   (tmp_path / "half" / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+  (tmp_path / "stale").mkdir()
+  (tmp_path / "stale" / "config.json").write_text(
+    json.dumps({**dataclasses.asdict(cfg), "colour_mode": "rgb"}))
   code = None
   try:
     code = cli.main([a.replace("{tmp}", str(tmp_path)) for a in argv])
@@ -151,6 +155,16 @@ def test_cli_bad_input_is_one_line(argv, message, tmp_path, capsys):
   err = capsys.readouterr().err.strip().splitlines()
   assert code == 2 and len(err) == 1 and message in err[0], err
   assert "Traceback" not in err[0]
+
+
+@pytest.mark.parametrize("flag", [
+  pytest.param("--ae-learning-rate", marks=pytest.mark.slow), "--rbm-learning-rate"])
+def test_divergence_is_one_line_with_exit_code_3(flag, tmp_path, capsys):
+  code = cli.main(["experiment", "digits", "--quick", flag, "1e30", "--ais-betas", "0",
+                   "--out", str(tmp_path / "run")])
+  err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("aerbm")]
+  assert code == 3 and len(err) == 1 and "diverged in epoch" in err[0], err  # progress bars aside
+  assert "lower learning_rate" in err[0] and "checkpoint" in err[0]
 
 
 def test_cli_subprocess_exit_codes_and_debug(tmp_path):

@@ -113,7 +113,7 @@ def test_sharded_fit_many_equals_unsharded(seeds, method):
 
 
 @many
-@pytest.mark.parametrize("method", ["cd", "pcd"])
+@pytest.mark.parametrize("method", ["cd", pytest.param("pcd", marks=pytest.mark.slow)])
 def test_data_parallel_fit_equals_single_device(method):
   p = _model()
   cfg = train.TrainConfig(method=method, epochs=4, batch_size=16, progress=False)
@@ -128,6 +128,7 @@ def test_data_parallel_fit_equals_single_device(method):
 
 
 @many
+@pytest.mark.slow
 def test_sharded_training_resumes_from_its_checkpoint(tmp_path):
   keys = jax.random.split(jax.random.key(9), 8)
   params = jax.vmap(lambda k: rbm.init(k, 12, 5))(keys)
@@ -231,6 +232,7 @@ def test_two_processes_on_localhost():
 
 
 @many
+@pytest.mark.slow
 def test_experiment_with_shard_runs_on_every_device(tmp_path):
   from aerbm_jax import cli
   out = tmp_path / "run"

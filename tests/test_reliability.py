@@ -38,7 +38,8 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.parametrize("sig, seed", [
-  (signal.SIGKILL, 0), (signal.SIGINT, 2),
+  (signal.SIGKILL, 0),
+  pytest.param(signal.SIGINT, 2, marks=pytest.mark.slow),  # Ctrl-C saving: test_train too
   pytest.param(signal.SIGKILL, 1, marks=pytest.mark.slow),
   pytest.param(signal.SIGKILL, 3, marks=pytest.mark.slow),
 ])
