@@ -161,7 +161,7 @@ def test_cli_bad_input_is_one_line(argv, message, tmp_path, capsys):
   pytest.param("--ae-learning-rate", marks=pytest.mark.slow), "--rbm-learning-rate"])
 def test_divergence_is_one_line_with_exit_code_3(flag, tmp_path, capsys):
   code = cli.main(["experiment", "digits", "--quick", flag, "1e30", "--ais-betas", "0",
-                   "--out", str(tmp_path / "run")])
+                   "--ae-epochs", "1", "--out", str(tmp_path / "run")])
   err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("aerbm")]
   assert code == 3 and len(err) == 1 and "diverged in epoch" in err[0], err  # progress bars aside
   assert "lower learning_rate" in err[0] and "checkpoint" in err[0]

@@ -56,7 +56,7 @@ def _spread(x) -> int:
 
 
 @many
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [pytest.param(16, marks=pytest.mark.slow), 32])
 def test_sharded_sampling_equals_unsharded(bits):
   p, mesh = _model(), parallel.make_mesh()
   ref = sampling.sample(jax.random.key(3), p, n_chains=64, n_steps=10, uniform_bits=bits)
@@ -96,8 +96,9 @@ def test_sharded_ais_equals_unsharded():
 
 @many
 @pytest.mark.parametrize("seeds, method", [
-  (8, "cd"), (2, "pcd"),
-  pytest.param(8, "pcd", marks=pytest.mark.slow), pytest.param(2, "cd", marks=pytest.mark.slow),
+  (2, "pcd"),  # seeds and minibatches both sharded
+  pytest.param(8, "cd", marks=pytest.mark.slow), pytest.param(8, "pcd", marks=pytest.mark.slow),
+  pytest.param(2, "cd", marks=pytest.mark.slow),
 ])
 def test_sharded_fit_many_equals_unsharded(seeds, method):
   keys = jax.random.split(jax.random.key(7), 16)
