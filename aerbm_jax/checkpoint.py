@@ -16,7 +16,8 @@ import orbax.checkpoint as ocp
 
 from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 
-__all__ = ["save", "restore", "load_rbm", "check_rbm", "new_run_dir", "write_text", "Progress"]
+__all__ = ["save", "restore", "load_rbm", "check_rbm", "new_run_dir", "read_config", "write_text",
+           "Progress"]
 
 
 def new_run_dir(run_dir: str | Path, config: Any) -> Path:
@@ -27,6 +28,28 @@ def new_run_dir(run_dir: str | Path, config: Any) -> Path:
   run_dir.mkdir(parents=True, exist_ok=True)
   (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
   return run_dir
+
+
+def read_config(run_dir: str | Path, cls: type, tuple_fields: tuple[str, ...] = ()) -> Any:
+  """The frozen config dataclass `cls` stored in `run_dir/config.json`, validated.
+
+  JSON lists become tuples for `tuple_fields`; a missing file, a field `cls` lacks (another
+  kind of run, or another version) and a bad value are ValueErrors or FileNotFoundErrors.
+  """
+  path = Path(run_dir) / "config.json"
+  if not path.is_file():
+    raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.json")
+  raw = json.loads(path.read_text())
+  unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(cls)})
+  if unknown:
+    raise ValueError(f"{path} has unknown field(s) {', '.join(unknown)}: not a {cls.__name__} "
+                     "of this version of aerbm_jax")
+  for name in tuple_fields:
+    if name in raw:
+      raw[name] = tuple(raw[name])
+  config = cls(**raw)
+  config.validate()
+  return config
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -162,17 +162,7 @@ def _quality(samples_px: np.ndarray, held: np.ndarray, rng: np.random.Generator)
 
 def load_study_config(run_dir: str | Path) -> CIStudyConfig:
   """The `CIStudyConfig` stored in a study's `config.json`."""
-  path = Path(run_dir) / "config.json"
-  if not path.is_file():
-    raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.json")
-  raw = json.loads(path.read_text())
-  if "n_values" not in raw:
-    raise ValueError(f"{path} is not a ci_study config")
-  for name in ("n_values", "latent_dims", "ae_features"):
-    raw[name] = tuple(raw[name])
-  config = CIStudyConfig(**raw)
-  config.validate()
-  return config
+  return checkpoint.read_config(run_dir, CIStudyConfig, ("n_values", "latent_dims", "ae_features"))
 
 
 def run_study(config: CIStudyConfig, run_dir: str | Path, *, resume: bool = False

@@ -266,20 +266,7 @@ class Standardiser:
 
 def load_config(run_dir: str | Path) -> ExperimentConfig:
   """The `ExperimentConfig` stored in a run directory's `config.json`."""
-  cfg_path = Path(run_dir) / "config.json"
-  if not cfg_path.is_file():
-    raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.json")
-  raw = json.loads(cfg_path.read_text())
-  if "ae_features" not in raw:
-    raise ValueError(f"{cfg_path} is not an experiment config (a ci_study run?)")
-  raw["ae_features"] = tuple(raw["ae_features"])
-  unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(ExperimentConfig)})
-  if unknown:
-    raise ValueError(f"{cfg_path} has unknown field(s) {', '.join(unknown)}: written by another "
-                     "version of aerbm_jax")
-  config = ExperimentConfig(**raw)
-  config.validate()
-  return config
+  return checkpoint.read_config(run_dir, ExperimentConfig, ("ae_features",))
 
 
 def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False
