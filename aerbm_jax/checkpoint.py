@@ -42,8 +42,8 @@ def read_config(run_dir: str | Path, cls: type, tuple_fields: tuple[str, ...] = 
   raw = json.loads(path.read_text())
   unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(cls)})
   if unknown:
-    raise ValueError(f"{path} has unknown field(s) {', '.join(unknown)}: not a {cls.__name__} "
-                     "of this version of aerbm_jax")
+    raise ValueError(f"{path} has unknown field(s) {', '.join(unknown)}: it was not written "
+                     f"by this version's {cls.__name__} (another kind of run, or version)")
   for name in tuple_fields:
     if name in raw:
       raw[name] = tuple(raw[name])

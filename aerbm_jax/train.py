@@ -471,6 +471,8 @@ def fit(
     The trained parameters and the per-epoch `History`.
   """
   x = _check_inputs(params, data, config)
+  if not jax.dtypes.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):
+    key = jax.random.wrap_key_data(jnp.asarray(key))  # a raw uint32 key, jax.random.PRNGKey
   shard = None
   if mesh is not None:
     parallel.check_divisible(config.batch_size, mesh, "batch_size")

@@ -77,6 +77,8 @@ def test_same_seed_gives_bitwise_identical_parameters():
     np.testing.assert_array_equal(x, y)
   np.testing.assert_array_equal(ha.recon_error, hb.recon_error)
   c, _ = train.fit(jax.random.key(6), p, data, cfg)
+  raw, hraw = train.fit(jax.random.PRNGKey(5), p, data, cfg)  # legacy uint32 keys work too
+  assert hraw.recon_error.shape == (cfg.epochs,) and np.array_equal(raw.W, a.W)
   assert not np.array_equal(a.W, c.W)
 
 
