@@ -36,7 +36,7 @@ def _scale(p):
   return 1.0 + sum(float(np.abs(np.asarray(x, np.float64)).sum()) for x in p)
 
 
-SETTINGS = settings(max_examples=25, deadline=None)
+SETTINGS = settings(max_examples=15, deadline=None)
 
 
 @SETTINGS
