@@ -531,39 +531,28 @@ def markdown(res: dict, plot: str | None) -> str:
     "|---|---|---|---|---|---|---|---|---|---|",
   ]
   for group in _groups(res["sampling"]):
-    peers = [r["rate"] for r in group if r["lib"] != "aerbm_jax" and "rate" in r]
-    best = max(peers) if peers else None
+    best = _best_peer(group)
     for r in group:
+      head = f"| {r['n']}, {r['m']}, {r['batch']} | {r['lib']} | {r['variant']} |"
       if "rate" not in r:
-        lines.append(f"| {r['n']}, {r['m']}, {r['batch']} | {r['lib']} | {r['variant']} | "
-                     f"{_fmt_rate(r)} | | | | | | |")
+        lines.append(f"{head} {_fmt_rate(r)} | | | | | | |")
         continue
       units = r["rate"] * r["batch"] * (r["n"] + r["m"])
       gf = r["rate"] * 4 * r["batch"] * r["n"] * r["m"] / 1e9
-      ratio = f"{r['rate'] / best:.2f}x" if best else "-"
-      comp = f"{r['compile_s']:.2f}" if "compile_s" in r else "-"
-      mem = f"{r['memory_bytes'] / 1e6:.1f}" if r.get("memory_bytes") else "-"
-      lines.append(
-        f"| {r['n']}, {r['m']}, {r['batch']} | {r['lib']} | {r['variant']} | {r['rate']:,.1f} "
-        f"| {r['min']:,.0f}-{r['max']:,.0f} | {units:.3g} | {100 * gf / peak:.1f} | {ratio} | "
-        f"{comp} | {mem} |")
+      lines.append(f"{head} {r['rate']:,.1f} | {r['min']:,.0f}-{r['max']:,.0f} | {units:.3g} | "
+                   f"{100 * gf / peak:.1f} | {_tail(r, best)}")
   lines += ["", "## Training: minibatch updates/s (one CD-1 or PCD-1 step with momentum SGD)", "",
             "| n, m, batch | method | library | updates/s | [min-max] | vs fastest peer | "
             "compile s | XLA memory MB |", "|---|---|---|---|---|---|---|---|"]
   for group in _groups(res["training"], by_kind=True):
-    peers = [r["rate"] for r in group if r["lib"] != "aerbm_jax" and "rate" in r]
-    best = max(peers) if peers else None
+    best = _best_peer(group)
     for r in group:
+      head = f"| {r['n']}, {r['m']}, {r['batch']} | {r['kind']} | {r['lib']} |"
       if "rate" not in r:
-        lines.append(f"| {r['n']}, {r['m']}, {r['batch']} | {r['kind']} | {r['lib']} | "
-                     f"{_fmt_rate(r)} | | | | |")
+        lines.append(f"{head} {_fmt_rate(r)} | | | | |")
         continue
-      ratio = f"{r['rate'] / best:.2f}x" if best else "-"
-      comp = f"{r['compile_s']:.2f}" if "compile_s" in r else "-"
-      mem = f"{r['memory_bytes'] / 1e6:.1f}" if r.get("memory_bytes") else "-"
-      lines.append(f"| {r['n']}, {r['m']}, {r['batch']} | {r['kind']} | {r['lib']} | "
-                   f"{r['rate']:,.1f} | {r['min']:,.0f}-{r['max']:,.0f} | {ratio} | {comp} | "
-                   f"{mem} |")
+      lines.append(f"{head} {r['rate']:,.1f} | {r['min']:,.0f}-{r['max']:,.0f} | "
+                   f"{_tail(r, best)}")
   mem = res["memory"]
   lines += ["", "## Memory", "",
             f"Peak resident memory of the whole benchmark process: "
@@ -590,6 +579,19 @@ def markdown(res: dict, plot: str | None) -> str:
   if plot:
     lines += ["", "## Throughput against batch size", "", f"![samples/s against batch]({plot})"]
   return "\n".join(lines) + "\n"
+
+
+def _best_peer(group: list[dict]) -> float | None:
+  peers = [r["rate"] for r in group if r["lib"] != "aerbm_jax" and "rate" in r]
+  return max(peers) if peers else None
+
+
+def _tail(r: dict, best: float | None) -> str:
+  """The last cells of a row: ratio to the fastest peer, compile seconds, XLA memory."""
+  ratio = f"{r['rate'] / best:.2f}x" if best else "-"
+  comp = f"{r['compile_s']:.2f}" if "compile_s" in r else "-"
+  mem = f"{r['memory_bytes'] / 1e6:.1f}" if r.get("memory_bytes") else "-"
+  return f"{ratio} | {comp} | {mem} |"
 
 
 def _groups(rows: list[dict], by_kind: bool = False) -> list[list[dict]]:
