@@ -292,10 +292,10 @@ def fit(
       return {"params": params, "opt_state": opt_state, "losses": losses, "held_out": held_hist}
 
     if progress.latest_step() is not None:
-      saved, _ = progress.restore(tree(), meta)
+      saved, saved_meta = progress.restore(tree(), meta)
       params, opt_state = saved["params"], saved["opt_state"]
       losses, held_hist = np.array(saved["losses"]), np.array(saved["held_out"])
-      done = progress.latest_step()
+      done = saved_meta["step"]
 
   def save(force: bool) -> None:
     if progress is not None:

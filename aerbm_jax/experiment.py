@@ -225,10 +225,7 @@ def sample_means(key, params, n_chains: int, n_steps: int, desc: str, mesh=None)
   chunk = max(1, min(n_steps, 100))
   key_init, key_run = jax.random.split(key)
   state = sampling.init(params, sampling.random_visible(key_init, params, n_chains))
-  if mesh is not None:
-    parallel.check_divisible(n_chains, mesh, "sample_chains")
-    params = jax.device_put(params, parallel.replicated(mesh))
-    state = parallel.shard_batch(state, mesh)
+  params, state, _ = parallel.place_chains(params, state, n_chains, mesh, "sample_chains")
   done = 0
   with tqdm(total=n_steps, desc=desc, leave=False, unit="sweep") as bar:
     while done < n_steps:

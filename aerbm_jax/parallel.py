@@ -27,11 +27,14 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 __all__ = [
   "SEEDS",
   "CHAINS",
+  "ALL",
   "make_mesh",
   "n_shards",
   "batch_sharding",
   "replicated",
   "shard_batch",
+  "place_chains",
+  "constrain",
   "check_divisible",
   "distributed_settings",
   "initialize",
@@ -84,6 +87,23 @@ def shard_batch(tree: Any, mesh: Mesh, dim: int = 0, axes: str | tuple[str, ...]
   """Place every array of `tree` with axis `dim` split over `axes`."""
   return jax.tree.map(
     lambda x: jax.device_put(x, batch_sharding(mesh, np.ndim(x), dim, axes)), tree)
+
+
+def place_chains(shared: Any, chains: Any, n_chains: int, mesh: Mesh | None,
+                 what: str = "n_chains") -> tuple[Any, Any, NamedSharding | None]:
+  """`shared` (parameters) replicated and `chains` (leading chain axis, or None) split over
+  every device; also the sharding of a `(chains, units)` array. No mesh: all unchanged, None."""
+  if mesh is None:
+    return shared, chains, None
+  check_divisible(n_chains, mesh, what)
+  shared = jax.device_put(shared, replicated(mesh))
+  chains = None if chains is None else shard_batch(chains, mesh)
+  return shared, chains, batch_sharding(mesh, 2)
+
+
+def constrain(x: jax.Array, sharding: NamedSharding | None) -> jax.Array:
+  """Inside `jit`: keep `x` on `sharding`; None leaves it to sharding propagation."""
+  return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
 
 
 # ---------------------------------------------------------------------------- multi-host

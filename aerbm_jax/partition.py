@@ -176,8 +176,7 @@ def _ais(key, params: BernoulliRBM, b_a, betas, n_chains: int, sharding=None):
   dtype = params.W.dtype
   key_init, key_run = jax.random.split(key)
   v = bernoulli(key_init, jnp.broadcast_to(jax.nn.sigmoid(b_a), (n_chains, b_a.shape[0])), 32)
-  if sharding is not None:
-    v = jax.lax.with_sharding_constraint(v, sharding)
+  v = parallel.constrain(v, sharding)
 
   def body(carry, xs):
     v, log_w = carry
@@ -232,11 +231,7 @@ def ais_log_partition(
   if b_a.shape != (n,):
     raise ValueError(f"base must have shape ({n},), got {tuple(b_a.shape)}")
   betas = jnp.asarray(ais_betas(n_betas), dtype)
-  sharding = None
-  if mesh is not None:
-    parallel.check_divisible(n_chains, mesh, "n_chains")
-    sharding = parallel.batch_sharding(mesh, 2)
-    p, b_a = jax.device_put((p, b_a), parallel.replicated(mesh))
+  (p, b_a), _, sharding = parallel.place_chains((p, b_a), None, n_chains, mesh)
   log_w = _ais(key, p, b_a, betas, n_chains, sharding)
   log_z_base = m * jnp.log(2.0) + jnp.sum(jax.nn.softplus(b_a))
   # log of the mean weight, and of its standard error, relative to the base.

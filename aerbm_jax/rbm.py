@@ -11,9 +11,8 @@ Gaussian-Bernoulli (Cho, Ilin & Raiko 2011), `v in R^n`, `sigma_i = exp(log_sigm
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
-
 from functools import partial
+from typing import NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -77,12 +76,10 @@ exact_matmul = partial(jnp.matmul, precision=EXACT)
 
 def _matmul(x: Array, w: Array, precision) -> Array:
   """`x @ w` at a Precision, or with bfloat16 operands and float32 results ("bfloat16")."""
-  if isinstance(precision, str) and precision == "bfloat16":
+  if precision == "bfloat16":
     return jnp.matmul(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16),
                       preferred_element_type=jnp.float32)
-  if isinstance(precision, str):
-    precision = {"highest": EXACT}[precision]
-  return jnp.matmul(x, w, precision=precision)
+  return jnp.matmul(x, w, precision=EXACT if precision == "highest" else precision)
 
 
 def n_visible(params: RBM) -> int:

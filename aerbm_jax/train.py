@@ -222,10 +222,6 @@ def _init_state(key: Array, params: RBM, data: Array, config: TrainConfig) -> Tr
   return TrainState(params=params, opt_state=opt_state, chains=chains)
 
 
-def _constrain(x: Array, sharding) -> Array:
-  return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
-
-
 def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig, shard=None):
   """One pass over shuffled minibatches (the remainder dropped), as one `lax.scan`.
 
@@ -237,7 +233,7 @@ def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig, shar
   tx = make_optimizer(config, n_batches)
   key_perm, key_steps = jax.random.split(key)
   perm = jax.random.permutation(key_perm, n)[: n_batches * config.batch_size]
-  batches = _constrain(data[perm].reshape(n_batches, config.batch_size, d),
+  batches = parallel.constrain(data[perm].reshape(n_batches, config.batch_size, d),
                        shard and shard[0])
 
   def update(s: TrainState, xs):
@@ -245,7 +241,7 @@ def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig, shar
     if config.method == "pcd":
       grads, chains = pcd_grad(k, s.params, batch, s.chains, config.k, config.uniform_bits,
                                config.sampler_precision)
-      chains = GibbsState(*(_constrain(x, shard and shard[1]) for x in chains))
+      chains = GibbsState(*(parallel.constrain(x, shard and shard[1]) for x in chains))
     else:
       grads, _ = cd_grad(k, s.params, batch, config.k, config.uniform_bits,
                          config.sampler_precision)
@@ -438,6 +434,24 @@ def _loop(
   return state, History(recon_error=recon, log_likelihood=ll)
 
 
+def _typed_keys(keys: ArrayLike) -> Array:
+  """Typed PRNG keys; raw uint32 key data (`jax.random.PRNGKey`) is wrapped."""
+  keys = jnp.asarray(keys)
+  if jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
+    return keys
+  return jax.random.wrap_key_data(keys)
+
+
+def _minibatch_sharding(config: TrainConfig, mesh: Mesh, axes) -> tuple:
+  """Shardings `(batches, chains)` splitting minibatches and PCD chains over mesh `axes`;
+  a ValueError if either does not divide evenly."""
+  parallel.check_divisible(config.batch_size, mesh, "batch_size", axes)
+  if config.method == "pcd":
+    parallel.check_divisible(config.n_persistent or config.batch_size, mesh, "n_persistent", axes)
+  return (parallel.batch_sharding(mesh, 3, dim=1, axes=axes),
+          parallel.batch_sharding(mesh, 2, axes=axes))
+
+
 def _progress(checkpoint_dir: str | Path | None, every_s: float) -> checkpoint.Progress | None:
   return None if checkpoint_dir is None else checkpoint.Progress(checkpoint_dir, every_s)
 
@@ -471,14 +485,10 @@ def fit(
     The trained parameters and the per-epoch `History`.
   """
   x = _check_inputs(params, data, config)
-  if not jax.dtypes.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):
-    key = jax.random.wrap_key_data(jnp.asarray(key))  # a raw uint32 key, jax.random.PRNGKey
+  key = _typed_keys(key)
   shard = None
   if mesh is not None:
-    parallel.check_divisible(config.batch_size, mesh, "batch_size")
-    if config.method == "pcd":
-      parallel.check_divisible(config.n_persistent or config.batch_size, mesh, "n_persistent")
-    shard = (parallel.batch_sharding(mesh, 3, dim=1), parallel.batch_sharding(mesh, 2))
+    shard = _minibatch_sharding(config, mesh, parallel.ALL)
     params, x = jax.device_put((params, x), parallel.replicated(mesh))
   _, state, key_loop = _setup_one(key, params, x, config, False)
   if shard is not None and config.method == "pcd":
@@ -517,11 +527,11 @@ def fit_many(
     Parameters stacked `(S, ...)` and a `History` with arrays `(S, epochs)`. Seed s equals
     `fit(keys[s], params[s], data, config)` up to float rounding when `bootstrap` is False.
   """
-  keys = jnp.asarray(keys) if not isinstance(keys, jax.Array) else keys
-  if not jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
-    if keys.ndim != 2 or keys.shape[-1] != 2:
-      raise ValueError(f"keys must be a 1-D array of S keys, got shape {keys.shape}")
-    keys = jax.random.wrap_key_data(keys)
+  raw = jnp.asarray(keys)
+  if not jax.dtypes.issubdtype(raw.dtype, jax.dtypes.prng_key) and (
+      raw.ndim != 2 or raw.shape[-1] != 2):
+    raise ValueError(f"keys must be a 1-D array of S keys, got shape {raw.shape}")
+  keys = _typed_keys(raw)
   if keys.ndim != 1:
     raise ValueError(f"keys must be a 1-D array of S keys, got shape {keys.shape}")
   n_seeds = keys.shape[0]
@@ -534,12 +544,7 @@ def fit_many(
   shard = None
   if mesh is not None:
     parallel.check_divisible(n_seeds, mesh, "the number of seeds", parallel.SEEDS)
-    parallel.check_divisible(config.batch_size, mesh, "batch_size", parallel.CHAINS)
-    if config.method == "pcd":
-      parallel.check_divisible(config.n_persistent or config.batch_size, mesh, "n_persistent",
-                               parallel.CHAINS)
-    shard = (parallel.batch_sharding(mesh, 3, dim=1, axes=parallel.CHAINS),
-             parallel.batch_sharding(mesh, 2, axes=parallel.CHAINS))
+    shard = _minibatch_sharding(config, mesh, parallel.CHAINS)
     keys, params = parallel.shard_batch((keys, params), mesh, axes=parallel.SEEDS)
     x = jax.device_put(x, parallel.replicated(mesh))
   xs, state, key_loop = _setup_many(keys, params, x, config, bootstrap)

@@ -406,11 +406,21 @@ def run_all(args) -> dict:
     rate = f"{r['rate']:.1f}" if "rate" in r else r["error"]
     print(f"{kind:8s} ({n},{m},{batch}) {lib:9s} {variant:10s} {rate}", flush=True)
 
+  def sample_core(rows, n, m, batch, b):
+    """aerbm_jax's float32 sampler and the numpy and PyTorch ones at one size."""
+    record(rows, "sample", "aerbm_jax", "float32", n, m, batch,
+           lambda: sample_jax(n, m, batch, b, repeats))
+    if peers["numpy"]:
+      record(rows, "sample", "numpy", "pcg64", n, m, batch,
+             lambda: sample_numpy(n, m, batch, b, repeats))
+    if peers["torch"]:
+      record(rows, "sample", "torch", "cpu", n, m, batch,
+             lambda: sample_torch(n, m, batch, b, repeats))
+
   for n, m, batch in sizes:
     big = n * m * batch > 5e8
     b = budget * (3 if big else 1)
-    record(sample_rows, "sample", "aerbm_jax", "float32", n, m, batch,
-           lambda: sample_jax(n, m, batch, b, repeats))
+    sample_core(sample_rows, n, m, batch, b)
     record(sample_rows, "sample", "aerbm_jax", "bfloat16", n, m, batch,
            lambda: sample_jax(n, m, batch, b, repeats, precision="bfloat16"))
     if args.prng_sweep:  # the PRNG and uniform resolution behind the per-backend default
@@ -418,12 +428,6 @@ def run_all(args) -> dict:
         for bits in (16, 32):
           record(sample_rows, "sample", "aerbm_jax", f"{impl[:9]}/{bits}b", n, m, batch,
                  lambda: sample_jax(n, m, batch, b, repeats, impl=impl, bits=bits))
-    if peers["numpy"]:
-      record(sample_rows, "sample", "numpy", "pcg64", n, m, batch,
-             lambda: sample_numpy(n, m, batch, b, repeats))
-    if peers["torch"]:
-      record(sample_rows, "sample", "torch", "cpu", n, m, batch,
-             lambda: sample_torch(n, m, batch, b, repeats))
     if peers["sklearn"] and not (big and n > 10_000):
       record(sample_rows, "sample", "sklearn", "gibbs", n, m, batch,
              lambda: sample_sklearn(n, m, batch, b, repeats))
@@ -448,14 +452,7 @@ def run_all(args) -> dict:
   bn, bm = (64, 32) if quick else (784, 500)
   batch_rows = []
   for batch in QUICK_BATCHES if quick else BATCHES:
-    record(batch_rows, "sample", "aerbm_jax", "float32", bn, bm, batch,
-           lambda: sample_jax(bn, bm, batch, budget, repeats))
-    if peers["numpy"]:
-      record(batch_rows, "sample", "numpy", "pcg64", bn, bm, batch,
-             lambda: sample_numpy(bn, bm, batch, budget, repeats))
-    if peers["torch"]:
-      record(batch_rows, "sample", "torch", "cpu", bn, bm, batch,
-             lambda: sample_torch(bn, bm, batch, budget, repeats))
+    sample_core(batch_rows, bn, bm, batch, budget)
 
   memory = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
   stats = jax.devices()[0].memory_stats()
