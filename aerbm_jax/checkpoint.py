@@ -26,7 +26,7 @@ def new_run_dir(run_dir: str | Path, config: Any) -> Path:
   if run_dir.exists() and any(run_dir.iterdir()):
     raise FileExistsError(f"run directory {run_dir} exists and is not empty; choose another --out")
   run_dir.mkdir(parents=True, exist_ok=True)
-  (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
+  write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(config), indent=1))
   return run_dir
 
 
