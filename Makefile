@@ -6,6 +6,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NAME   ?= faces
 ARGS   ?=
+# Test files run in parallel worker processes (pytest-xdist), a file per worker at a time
+# so that module fixtures run once; most of the suite's time is XLA compilation.
+WORKERS ?= 2
 
 .PHONY: install test test-all experiment bench clean
 
@@ -18,10 +21,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
 
 test-all: install
-	$(BIN)/python -m pytest -q -m ''
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile -m ''
 
 experiment: install
 	$(BIN)/aerbm experiment $(NAME) $(ARGS)

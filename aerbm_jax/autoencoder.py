@@ -82,6 +82,24 @@ def n_stages(image_size: int, max_stages: int) -> int:
   return stages
 
 
+def lecun_normal(key: Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> Array:
+  """Flax's default kernel initialiser (LeCun truncated normal), drawn on a flat shape.
+
+  The same values bit for bit (the random bits depend only on the flat index), but XLA's CPU
+  compiler takes seconds on a (3, 3, 8, 16) draw and well under one on a flat one: the
+  quick autoencoder's initialisation compiled in 8 s with the default, ~1 s with this.
+  `shape`: Dense `(in, out)` or Conv `(kh, kw, in, out)`; the fan-in is all but the last axis.
+  """
+  fan_in = math.prod(shape[:-1])
+  std = math.sqrt(1.0 / fan_in) / 0.87962566103423978  # std of N(0, 1) truncated to [-2, 2]
+  flat = jax.random.truncated_normal(key, -2.0, 2.0, (math.prod(shape),), dtype)
+  return (flat * jnp.asarray(std, dtype)).reshape(shape)
+
+
+_conv = partial(nn.Conv, kernel_size=(3, 3), padding="SAME", kernel_init=lecun_normal)
+_dense = partial(nn.Dense, kernel_init=lecun_normal)
+
+
 class Encoder(nn.Module):
   features: tuple[int, ...]
   latent_dim: int
@@ -90,8 +108,8 @@ class Encoder(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     for f in self.features[: n_stages(x.shape[-2], len(self.features))]:
-      x = nn.relu(nn.Conv(f, (3, 3), strides=(2, 2), padding="SAME")(x))
-    z = nn.Dense(self.latent_dim)(x.reshape(x.shape[0], -1))
+      x = nn.relu(_conv(f, strides=(2, 2))(x))
+    z = _dense(self.latent_dim)(x.reshape(x.shape[0], -1))
     return nn.sigmoid(z) if self.latent_activation == "sigmoid" else z
 
 
@@ -116,13 +134,13 @@ class Decoder(nn.Module):
     stages = n_stages(self.image_size, len(self.features))
     side = self.image_size // 2**stages
     top = self.features[stages - 1] if stages else self.features[0]
-    x = nn.relu(nn.Dense(side * side * top)(z)).reshape(z.shape[0], side, side, top)
+    x = nn.relu(_dense(side * side * top)(z)).reshape(z.shape[0], side, side, top)
     # Stage i upsamples to the resolution of encoder stage i-1; the last one emits the image.
     for f in reversed(self.features[: max(stages - 1, 0)]):
-      x = nn.relu(nn.Conv(f, (3, 3), padding="SAME")(_upsample(x)))
+      x = nn.relu(_conv(f)(_upsample(x)))
     if stages:
       x = _upsample(x)
-    return nn.sigmoid(nn.Conv(self.channels, (3, 3), padding="SAME")(x))
+    return nn.sigmoid(_conv(self.channels)(x))
 
 
 class AutoEncoder(nn.Module):
@@ -158,13 +176,25 @@ def _check_images(x: ArrayLike, config: AEConfig, name: str = "images") -> Array
 def init(key: Array, config: AEConfig) -> Any:
   """Fresh parameters (a flax variables dict) for `config`."""
   config.validate()
+  return _init(key, config)
+
+
+# Compiled whole: run eagerly, flax's init and apply compile every initialiser and layer as a
+# program of its own (~160 compiles and 12 s for the quick digits autoencoder's init).
+@partial(jax.jit, static_argnames=("config",))
+def _init(key: Array, config: AEConfig) -> Any:
   shape = (1, config.image_size, config.image_size, config.channels)
   return AutoEncoder(config).init(key, jnp.zeros(shape, jnp.float32))
 
 
+@partial(jax.jit, static_argnames=("config", "method"))
+def _apply(params: Any, x: Array, config: AEConfig, method: str | None = None) -> Array:
+  return AutoEncoder(config).apply(params, x, method=method)
+
+
 def encode(params: Any, config: AEConfig, x: ArrayLike) -> Array:
   """Latent codes `(batch, latent_dim)` of images `(batch, H, W, C)`."""
-  return AutoEncoder(config).apply(params, _check_images(x, config), method="encode")
+  return _apply(params, _check_images(x, config), config, "encode")
 
 
 def decode(params: Any, config: AEConfig, z: ArrayLike) -> Array:
@@ -172,12 +202,12 @@ def decode(params: Any, config: AEConfig, z: ArrayLike) -> Array:
   z = jnp.asarray(z, jnp.float32)
   if z.ndim != 2 or z.shape[1] != config.latent_dim:
     raise ValueError(f"codes must have shape (N, {config.latent_dim}), got {tuple(z.shape)}")
-  return AutoEncoder(config).apply(params, z, method="decode")
+  return _apply(params, z, config, "decode")
 
 
 def reconstruct(params: Any, config: AEConfig, x: ArrayLike) -> Array:
   """Decoded codes of images `(batch, H, W, C)`, the same shape."""
-  return AutoEncoder(config).apply(params, _check_images(x, config))
+  return _apply(params, _check_images(x, config), config)
 
 
 def mse(params: Any, config: AEConfig, x: ArrayLike) -> Array:

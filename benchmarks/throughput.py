@@ -41,6 +41,9 @@ import numpy as np
 
 from aerbm_jax import parallel, rbm, sampling, train
 
+# Compile times are measured: never load programs from a persistent compilation cache.
+jax.config.update("jax_enable_compilation_cache", False)
+
 SIZES = [(128, 64, 1024), (784, 500, 1000), (4096, 1024, 256), (128, 64, 1), (49152, 64, 64)]
 QUICK_SIZES = [(64, 32, 64), (64, 32, 1)]
 BATCHES = [1, 8, 64, 256, 1024, 4096]

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
+import os
+import shutil
+import tempfile
+
+# One compilation cache for the whole session, subprocesses included (they inherit the
+# environment): the quick experiment runs in the CLI, reliability and CI-study tests compile
+# the same programs. Set before JAX is imported, so JAX reads it at import. It starts empty in
+# every session, like a clean clone, and is deleted at the end.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _cache = tempfile.mkdtemp(prefix="aerbm-test-xla-")
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 import numpy as np
 import pytest

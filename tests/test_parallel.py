@@ -219,6 +219,7 @@ TWO_PROCESS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.skipif(jax.device_count() >= N_DEVICES, reason="runs once, in the parent session")
 def test_two_processes_on_localhost():
   import socket
   with socket.socket() as s:
