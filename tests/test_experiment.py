@@ -1,6 +1,7 @@
 """End to end: `aerbm experiment ... --quick` writes a complete run; `aerbm sample` reuses it."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -102,6 +103,20 @@ def test_console_script_exit_code():
   proc = subprocess.run([sys.executable, "-m", "aerbm_jax.cli", "experiment", "nosuch"],
                         capture_output=True, text=True)
   assert proc.returncode == 2 and "unknown experiment" in proc.stderr
+
+
+def test_compile_cache_is_filled_and_reused_with_the_same_results(mondrian_run, tmp_path):
+  env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+  cache = tmp_path / "xla"
+  for run in ("cold", "warm"):
+    proc = subprocess.run([sys.executable, "-m", "aerbm_jax.cli", "--compile-cache", str(cache),
+                           "sample", str(mondrian_run), "--n", "4", "--steps", "3",
+                           "--out", str(tmp_path / run)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert any(cache.iterdir())
+  cold, warm = sorted((tmp_path / "cold").iterdir()), sorted((tmp_path / "warm").iterdir())
+  assert [p.name for p in cold] == [p.name for p in warm] and cold
+  assert all(a.read_bytes() == b.read_bytes() for a, b in zip(cold, warm))
 
 
 def test_evaluate_writes_metrics_and_table(mondrian_run):
