@@ -96,3 +96,24 @@ def test_functions_jit_and_batch(rng):
   np.testing.assert_allclose(jax.jit(rbm.free_energy)(p, v), rbm.free_energy(p, v), rtol=1e-6)
   h = rbm.sample_hidden(jax.random.key(1), p, v)
   assert h.shape == (4, 3) and set(np.unique(h)) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("precision", [None, "highest", "bfloat16"])
+def test_long_thin_products_split_over_k_match_float64(rng, precision):
+  """The pixel RBM's `v @ W` (K = 49,152) runs as a batch of slices of K on CPU."""
+  n, m = 3 * rbm.K_CHUNK * 8, 5
+  v = (rng.random((6, n)) < 0.3).astype(np.float32)
+  w = rng.normal(0, 0.05, (n, m)).astype(np.float32)
+  chunks = rbm._k_chunks(jnp.asarray(v), jnp.asarray(w))
+  assert chunks == (24 if jax.default_backend() == "cpu" else 1)
+  assert rbm._k_chunks(jnp.asarray(v[:, :-1]), jnp.asarray(w[:-1])) == (
+    23 if jax.default_backend() == "cpu" else 1)  # 49,151 = 23 * 2137
+  want = v.astype(np.float64) @ w.astype(np.float64)
+  if precision == "bfloat16":  # the operands rounded, the sums in float32
+    w_bf = np.asarray(jnp.asarray(w).astype(jnp.bfloat16).astype(jnp.float32), np.float64)
+    want = v.astype(np.float64) @ w_bf
+  got = np.asarray(rbm._matmul(jnp.asarray(v), jnp.asarray(w), precision), np.float64)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  p = rbm.BernoulliRBM(W=jnp.asarray(w), b=jnp.zeros(n), c=jnp.zeros(m))
+  np.testing.assert_allclose(rbm.hidden_prob(p, v), 1 / (1 + np.exp(-v.astype(np.float64) @ w)),
+                             rtol=1e-5, atol=1e-6)
