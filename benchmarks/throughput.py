@@ -8,6 +8,8 @@ Measures, for each size (n_visible, n_hidden, batch):
   scikit-learn's `partial_fit`;
 - compile time (separately), XLA's memory plan for the compiled sampler and training epoch,
   the process's peak resident memory and, on GPU, the device's peak bytes in use;
+- the largest square RBM whose CD-1 epoch XLA plans within 80 GB (bisection, each size
+  compiled from shapes alone: no allocation, no run);
 - the float32 matmul peak, so that every rate is also a fraction of the roofline
   (4 * batch * n * m FLOPs per sweep);
 - throughput against batch size at (784, 500), as a plot;
@@ -367,20 +369,42 @@ def _installed(module: str) -> bool:
     return False
 
 
-def _largest_on_gpu(mem_rows: list[dict]) -> dict | None:
-  """Fit XLA's planned training bytes to `a n m + b batch (n + m) + c` (least squares) and
-  solve for the largest square RBM (n = m, batch 256) under GPU_MEMORY."""
-  rows = [r for r in mem_rows if r.get("memory_bytes")]
-  if len(rows) < 3:
+def largest_on_gpu(step: int = 256, batch: int = 256) -> dict:
+  """The largest square RBM (n = m) whose compiled CD-1 epoch XLA plans within GPU_MEMORY.
+
+  Bisection over `n` in multiples of `step`, each point compiled from shapes alone (no
+  allocation, no run), so it works on any machine; the plan is this backend's.
+  """
+  lo, hi = step, max(2 * step, 2**19)  # hi: 2^38 weights, far beyond 80 GB
+  plans = {}
+
+  def fits(units: int) -> bool:
+    plans[units] = memory_plan(units, units, batch)
+    return plans[units] is not None and plans[units] <= GPU_MEMORY
+
+  if not fits(lo):
+    return {"largest_square_units": None, "batch": batch, "gpu_bytes": GPU_MEMORY}
+  while hi - lo > step:
+    mid = (lo + hi) // 2 // step * step
+    lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+  return {"largest_square_units": lo, "plan_bytes": plans[lo],
+          "bytes_per_weight": plans[lo] / lo**2, "batch": batch, "gpu_bytes": GPU_MEMORY,
+          "step": step}
+
+
+def memory_plan(n: int, m: int, batch: int) -> int | None:
+  """XLA's memory plan (bytes) for one CD-1 epoch of one minibatch at this size on this
+  backend: compiled from shapes alone, never allocated or run."""
+  x = jax.ShapeDtypeStruct((batch, n), jnp.float32)
+  cfg = train.TrainConfig(method="cd", epochs=1, batch_size=batch, progress=False,
+                          exact_ll=False)
+  params = jax.eval_shape(lambda k: rbm.init(k, n, m), jax.random.key(0))
+  _, state, key = jax.eval_shape(lambda k, p, d: train._setup(k, p, d, cfg, False),
+                                 jax.random.key(0), params, x)
+  try:
+    return _memory(train._epochs_one.lower(key, 0, state, x, x, cfg, 1, False, None).compile())
+  except Exception:  # noqa: BLE001 (a backend may refuse to plan beyond its memory)
     return None
-  A = np.array([[r["n"] * r["m"], r["batch"] * (r["n"] + r["m"]), 1.0] for r in rows])
-  y = np.array([r["memory_bytes"] for r in rows], float)
-  coef = np.linalg.lstsq(A, y, rcond=None)[0]
-  a, b, c = coef
-  # a s^2 + 2 b 256 s + c = GPU_MEMORY
-  s = (-2 * b * 256 + np.sqrt((2 * b * 256) ** 2 + 4 * a * (GPU_MEMORY - c))) / (2 * a)
-  return {"bytes_per_weight": float(a), "bytes_per_batch_unit": float(b),
-          "largest_square_units": int(s), "batch": 256, "gpu_bytes": GPU_MEMORY}
 
 
 def run_all(args) -> dict:
@@ -461,8 +485,7 @@ def run_all(args) -> dict:
   stats = jax.devices()[0].memory_stats()
   if stats:
     memory["device_peak_bytes"] = stats.get("peak_bytes_in_use")
-  mem_rows = [r for r in train_rows if r["lib"] == "aerbm_jax" and r["kind"] == "cd"]
-  memory["largest_rbm_on_80gb"] = _largest_on_gpu(mem_rows)
+  memory["largest_rbm_on_80gb"] = largest_on_gpu(step=16384 if quick else 256)
   result = {"machine": info, "sampling": sample_rows, "training": train_rows,
             "batch_sweep": batch_rows, "memory": memory, "peers": peers}
   if args.scaling:
@@ -560,12 +583,14 @@ def markdown(res: dict, plot: str | None) -> str:
   if mem.get("device_peak_bytes"):
     lines.append(f"Device peak bytes in use: {mem['device_peak_bytes'] / 1e9:.2f} GB.")
   big = mem.get("largest_rbm_on_80gb")
-  if big:
+  if big and big.get("largest_square_units"):
     lines.append(
-      f"XLA's memory plan for a compiled CD-1 epoch fits {big['bytes_per_weight']:.1f} bytes per "
-      f"weight and {big['bytes_per_batch_unit']:.1f} bytes per batch unit; at that rate the "
-      f"largest square RBM that trains on an 80 GB GPU (batch 256) has about "
-      f"{big['largest_square_units']:,} visible and hidden units (an extrapolation, not a run).")
+      f"The largest square RBM whose compiled CD-1 epoch (batch {big['batch']}, momentum SGD) "
+      f"XLA plans within 80 GB has {big['largest_square_units']:,} visible and "
+      f"{big['largest_square_units']:,} hidden units (to the nearest {big['step']}): "
+      f"{big['plan_bytes'] / 1e9:.1f} GB, {big['bytes_per_weight']:.1f} bytes per weight "
+      f"(parameters, momentum, gradient and XLA's temporaries). The programs were compiled "
+      f"from shapes alone on this backend ({res['machine']['backend']}), not run.")
   if res.get("scaling"):
     lines += ["", "## Scaling over devices (fixed total of chains)", "",
               "| devices | n, m, chains | sweeps/s | [min-max] | speed-up |", "|---|---|---|---|---|"]
