@@ -98,9 +98,9 @@ K_CHUNK = 2048  # contraction slice for long, thin products on CPU
 def _k_chunks(x: Array, w: Array) -> int:
   """Slices of the contraction for `x @ w` on CPU: > 1 only for a long K and a small result.
 
-  XLA's CPU matmul spreads work over the result's rows and columns, so a (64, 49152) @
-  (49152, 64) product (the pixel RBM's `v @ W`) ran on one core: 12 ms. As a batch of
-  24 products over slices of K, summed, it uses every core: 6-7 ms (2-core CPU, measured).
+  XLA's CPU matmul divides its work over the result's rows and columns, which a small result
+  leaves few of: a (64, 49152) @ (49152, 64) product (the pixel RBM's `v @ W`) took 12 ms on
+  a 2-core CPU, and as a batch of 16-96 products over slices of K, summed, 6-7 ms (measured).
   """
   if jax.default_backend() != "cpu" or x.ndim != 2 or w.ndim != 2:
     return 1
