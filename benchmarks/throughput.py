@@ -48,6 +48,10 @@ jax.config.update("jax_enable_compilation_cache", False)
 
 SIZES = [(128, 64, 1024), (784, 500, 1000), (4096, 1024, 256), (128, 64, 1), (49152, 64, 64)]
 QUICK_SIZES = [(64, 32, 64), (64, 32, 1)]
+# On a GPU the sizes above are too small to fill the card (an H200 ran (4096, 1024, 256) at
+# ~31% of its matmul rate): two larger ones show what the sampler reaches when the matmuls
+# dominate.
+GPU_SIZES = [(4096, 1024, 4096), (16384, 4096, 1024)]
 BATCHES = [1, 8, 64, 256, 1024, 4096]
 QUICK_BATCHES = [1, 8, 64]
 THRML_MAX_EDGES = 400_000  # thrml builds a Python edge list: n * m objects
@@ -409,10 +413,10 @@ def memory_plan(n: int, m: int, batch: int) -> int | None:
 
 def run_all(args) -> dict:
   quick = args.quick
-  sizes = QUICK_SIZES if quick else SIZES
   budget = args.budget or (0.01 if quick else 0.3)
   repeats = 5
   info = machine_info()
+  sizes = QUICK_SIZES if quick else SIZES + (GPU_SIZES if info["backend"] == "gpu" else [])
   info["matmul_peak"] = matmul_peak_gflops()
   print(f"float32 matmul peak: {info['matmul_peak']['gflops']:.1f} GFLOP/s", flush=True)
   cpu = info["backend"] == "cpu"
