@@ -234,7 +234,7 @@ def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig, shar
   key_perm, key_steps = jax.random.split(key)
   perm = jax.random.permutation(key_perm, n)[: n_batches * config.batch_size]
   batches = parallel.constrain(data[perm].reshape(n_batches, config.batch_size, d),
-                       shard and shard[0])
+                               shard and shard[0])
 
   def update(s: TrainState, xs):
     batch, k = xs

@@ -270,12 +270,17 @@ def _train_data(n, batch, n_batches, seed=0):
   return (rng.random((batch * n_batches, n)) < 0.3).astype(np.float32)
 
 
+def _epoch_config(method: str, batch: int) -> train.TrainConfig:
+  """The training configuration whose compiled epoch is timed and memory-planned."""
+  return train.TrainConfig(method=method, epochs=1, batch_size=batch, progress=False,
+                           exact_ll=False)
+
+
 def train_jax(n, m, batch, method, budget, repeats, n_batches) -> dict:
   """Minibatch updates/s of the compiled epoch (`lax.scan` over minibatches, donated state)."""
   x = jnp.asarray(_train_data(n, batch, n_batches))
   params = rbm.init(jax.random.key(0), n, m, weight_scale=0.05)
-  cfg = train.TrainConfig(method=method, epochs=1, batch_size=batch, progress=False,
-                          exact_ll=False)
+  cfg = _epoch_config(method, batch)
   _, state, key = train._setup_one(jax.random.key(0), params, x, cfg, False)
   holder = {"state": state}
 
@@ -400,8 +405,7 @@ def memory_plan(n: int, m: int, batch: int) -> int | None:
   """XLA's memory plan (bytes) for one CD-1 epoch of one minibatch at this size on this
   backend: compiled from shapes alone, never allocated or run."""
   x = jax.ShapeDtypeStruct((batch, n), jnp.float32)
-  cfg = train.TrainConfig(method="cd", epochs=1, batch_size=batch, progress=False,
-                          exact_ll=False)
+  cfg = _epoch_config("cd", batch)
   params = jax.eval_shape(lambda k: rbm.init(k, n, m), jax.random.key(0))
   _, state, key = jax.eval_shape(lambda k, p, d: train._setup(k, p, d, cfg, False),
                                  jax.random.key(0), params, x)
