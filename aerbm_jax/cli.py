@@ -7,7 +7,7 @@
 
 Every field of `ExperimentConfig` is an option (`--ae-epochs 10`, `--rbm-hidden 32`, ...).
 A bad input gets one line naming it and exit code 2, diverging training one line naming the
-epoch, the setting to change and the last good checkpoint, and exit code 3; `--debug` shows
+epoch, the setting to change and the latest checkpoint, and exit code 3; `--debug` shows
 the traceback.
 Ctrl-C (or SIGTERM) checkpoints the training stage in progress and exits with code 130;
 `--resume RUN_DIR` continues it.

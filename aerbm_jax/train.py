@@ -1,4 +1,4 @@
-"""Training: CD-k and PCD-k gradient estimators, an optax update, and compiled epochs.
+"""Training: CD-k and PCD-k gradient estimators, a guarded momentum-SGD update, and compiled epochs.
 
 The gradient of the mean log-likelihood is `-<dF/dtheta>_data + <dF/dtheta>_model`; writing it
 as the gradient of `mean F(v_data) - mean F(v_model)` (model samples held fixed) gives the
@@ -23,7 +23,7 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 from tqdm.auto import tqdm
 
-from aerbm_jax import checkpoint, parallel, partition, rbm, sampling
+from aerbm_jax import checkpoint, optim, parallel, partition, rbm, sampling
 from aerbm_jax._rng import DEFAULT_UNIFORM_BITS, resolve_uniform_bits
 from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 from aerbm_jax.sampling import GibbsState
@@ -109,16 +109,18 @@ class History(NamedTuple):
 
 
 class TrainingDivergedError(RuntimeError):
-  """Parameters became NaN or inf; `last_good_params` holds the previous epoch's parameters."""
+  """An update would have made the parameters NaN or inf; it was refused, and
+  `last_good_params` holds the parameters before it."""
 
   def __init__(self, epoch: int, last_good_params: RBM, config: TrainConfig, where: str = ""):
     self.epoch = epoch
     self.last_good_params = last_good_params
     super().__init__(
-      f"training diverged in epoch {epoch}: parameters became NaN or inf "
+      f"training diverged in epoch {epoch}: an update would have made the parameters NaN or inf "
       f"(learning_rate={config.learning_rate}); lower learning_rate"
       + (" or sigma_lr_scale" if isinstance(last_good_params, GaussianRBM) else "")
-      + ". The previous epoch's parameters are in the exception's last_good_params" + where + "."
+      + ". The parameters before that update are in the exception's last_good_params" + where
+      + "."
     )
 
 
@@ -180,7 +182,8 @@ def pcd_grad(
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
-  """SGD with momentum, L2 decay on W, and the configured learning-rate schedule."""
+  """SGD with momentum, L2 decay on W and the configured learning-rate schedule, refusing any
+  step that would leave NaN or inf in the parameters (`optim.guarded_sgd`)."""
   total = config.epochs * steps_per_epoch
   if config.schedule == "constant":
     lr: optax.ScalarOrSchedule = config.learning_rate
@@ -189,10 +192,7 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientT
   else:
     lr = optax.cosine_decay_schedule(config.learning_rate, total)
   only_w = lambda p: type(p)(*[name == "W" for name in p._fields])
-  return optax.chain(
-    optax.add_decayed_weights(config.weight_decay, mask=only_w),
-    optax.sgd(lr, momentum=config.momentum or None),
-  )
+  return optim.guarded_sgd(lr, config.momentum, config.weight_decay, only_w)
 
 
 def reconstruction_error(params: RBM, v: Array) -> Array:
@@ -248,6 +248,8 @@ def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig, shar
       chains = s.chains
     updates, opt_state = tx.update(_scale_sigma_grad(grads, config), s.opt_state, s.params)
     params = optax.apply_updates(s.params, updates)
+    # A refused step leaves the chains too as they were (they are batch-sized, so `where` is cheap).
+    chains = jax.tree.map(lambda a, b: jnp.where(opt_state.finite, a, b), chains, s.chains)
     return TrainState(params, opt_state, chains), None
 
   state, _ = jax.lax.scan(update, state, (batches, jax.random.split(key_steps, n_batches)))
@@ -260,21 +262,18 @@ def _epochs(key_loop: Array, start: Array, state: TrainState, data: Array, ll_da
             config: TrainConfig, n_epochs: int, track_ll: bool, shard=None):
   """Epochs `start .. start + n_epochs - 1` as one `lax.scan`; epoch e uses `fold_in(key, e)`.
 
-  Once an epoch leaves NaN or inf in the parameters the state stops changing, so the returned
-  state is the last good one. Returns `(state, recon (n_epochs,), ll (n_epochs,), ok (n_epochs,))`
-  where `ok[i]` says epoch `start + i` and all before it were finite.
+  From the first update that would leave NaN or inf in the parameters on, the optimizer refuses
+  every step, so the returned state is the last good one. Returns
+  `(state, recon (n_epochs,), ll (n_epochs,), ok (n_epochs,))` where `ok[i]` says every update
+  of epoch `start + i` and of those before it was applied.
   """
 
-  def body(carry, epoch):
-    state, ok = carry
-    new, recon = _epoch(jax.random.fold_in(key_loop, epoch), state, data, config, shard)
-    ok = ok & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(new.params)]))
-    state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
+  def body(state, epoch):
+    state, recon = _epoch(jax.random.fold_in(key_loop, epoch), state, data, config, shard)
     ll = _exact_ll(state.params, ll_data) if track_ll else jnp.full((), jnp.nan, recon.dtype)
-    return (state, ok), (recon, ll, ok)
+    return state, (recon, ll, state.opt_state.finite)
 
-  epochs = start + jnp.arange(n_epochs)
-  (state, _), (recon, ll, ok) = jax.lax.scan(body, (state, jnp.bool_(True)), epochs)
+  state, (recon, ll, ok) = jax.lax.scan(body, state, start + jnp.arange(n_epochs))
   return state, recon, ll, ok
 
 
@@ -372,8 +371,7 @@ def _loop(
   """The host loop shared by `fit` and `fit_many`: one compiled call per chunk of epochs.
 
   With a `progress` checkpointer it resumes from the latest checkpoint, saves at chunk
-  boundaries (at most every `progress.min_interval_s`), at the end, on divergence (the last
-  good state) and on KeyboardInterrupt. Chunk boundaries depend only on the config, so a
+  boundaries (at most every `progress.min_interval_s`), at the end and on KeyboardInterrupt. Chunk boundaries depend only on the config, so a
   resumed run makes exactly the compiled calls of an uninterrupted one: same bits.
   """
   shape = key_loop.shape  # a typed key array: () for one seed, (S,) for many
@@ -402,10 +400,13 @@ def _loop(
     recon[..., start:start + n], ll[..., start:start + n] = np.asarray(r), np.asarray(l)
     bad = np.nonzero(~np.all(ok.reshape(-1, n), axis=0))[0]
     state, done = new_state, start + (int(bad[0]) if len(bad) else n)
-    if len(bad):
-      save(True)
-      where = f"; the last good state (epoch {done}) is checkpointed in {progress.directory}" \
-        if progress is not None else ""
+    if len(bad):  # the state stopped mid-epoch, so it is not saved: resuming could not use it
+      where = ""
+      if progress is not None:
+        saved = progress.latest_step()
+        where = (f"; it diverged before the first checkpoint in {progress.directory}"
+                 if saved is None else
+                 f"; the latest checkpoint (epoch {saved}) is in {progress.directory}")
       raise TrainingDivergedError(done, state.params, config, where)
 
   bar = tqdm(total=config.epochs, initial=done, desc=desc, disable=not config.progress,

@@ -401,10 +401,10 @@ def largest_on_gpu(step: int = 256, batch: int = 256) -> dict:
           "step": step}
 
 
-def memory_plan(n: int, m: int, batch: int) -> int | None:
-  """XLA's memory plan (bytes) for one CD-1 epoch of one minibatch at this size on this
-  backend: compiled from shapes alone, never allocated or run."""
-  x = jax.ShapeDtypeStruct((batch, n), jnp.float32)
+def memory_plan(n: int, m: int, batch: int, n_batches: int = 4) -> int | None:
+  """XLA's memory plan (bytes) for one CD-1 epoch of `n_batches` minibatches at this size on
+  this backend: compiled from shapes alone, never allocated or run."""
+  x = jax.ShapeDtypeStruct((n_batches * batch, n), jnp.float32)
   cfg = _epoch_config("cd", batch)
   params = jax.eval_shape(lambda k: rbm.init(k, n, m), jax.random.key(0))
   _, state, key = jax.eval_shape(lambda k, p, d: train._setup(k, p, d, cfg, False),
