@@ -1,4 +1,4 @@
-"""Training: CD-k and PCD-k gradient estimators, a guarded momentum-SGD update, and compiled epochs.
+"""Training: CD-k and PCD-k gradient estimators, a guarded SGD update, and compiled epochs.
 
 The gradient of the mean log-likelihood is `-<dF/dtheta>_data + <dF/dtheta>_model`; writing it
 as the gradient of `mean F(v_data) - mean F(v_model)` (model samples held fixed) gives the
@@ -371,8 +371,9 @@ def _loop(
   """The host loop shared by `fit` and `fit_many`: one compiled call per chunk of epochs.
 
   With a `progress` checkpointer it resumes from the latest checkpoint, saves at chunk
-  boundaries (at most every `progress.min_interval_s`), at the end and on KeyboardInterrupt. Chunk boundaries depend only on the config, so a
-  resumed run makes exactly the compiled calls of an uninterrupted one: same bits.
+  boundaries (at most every `progress.min_interval_s`), at the end and on KeyboardInterrupt.
+  Chunk boundaries depend only on the config, so a resumed run makes exactly the compiled calls
+  of an uninterrupted one: same bits.
   """
   shape = key_loop.shape  # a typed key array: () for one seed, (S,) for many
   recon = np.full(shape + (config.epochs,), np.nan, np.float32)

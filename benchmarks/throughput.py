@@ -378,7 +378,7 @@ def _installed(module: str) -> bool:
     return False
 
 
-def largest_on_gpu(step: int = 256, batch: int = 256) -> dict:
+def largest_on_gpu(step: int = 256, batch: int = 256, n_batches: int = 4) -> dict:
   """The largest square RBM (n = m) whose compiled CD-1 epoch XLA plans within GPU_MEMORY.
 
   Bisection over `n` in multiples of `step`, each point compiled from shapes alone (no
@@ -388,17 +388,18 @@ def largest_on_gpu(step: int = 256, batch: int = 256) -> dict:
   plans = {}
 
   def fits(units: int) -> bool:
-    plans[units] = memory_plan(units, units, batch)
+    plans[units] = memory_plan(units, units, batch, n_batches)
     return plans[units] is not None and plans[units] <= GPU_MEMORY
 
   if not fits(lo):
-    return {"largest_square_units": None, "batch": batch, "gpu_bytes": GPU_MEMORY}
+    return {"largest_square_units": None, "batch": batch, "n_batches": n_batches,
+            "gpu_bytes": GPU_MEMORY}
   while hi - lo > step:
     mid = (lo + hi) // 2 // step * step
     lo, hi = (mid, hi) if fits(mid) else (lo, mid)
   return {"largest_square_units": lo, "plan_bytes": plans[lo],
-          "bytes_per_weight": plans[lo] / lo**2, "batch": batch, "gpu_bytes": GPU_MEMORY,
-          "step": step}
+          "bytes_per_weight": plans[lo] / lo**2, "batch": batch, "n_batches": n_batches,
+          "gpu_bytes": GPU_MEMORY, "step": step}
 
 
 def memory_plan(n: int, m: int, batch: int, n_batches: int = 4) -> int | None:
@@ -439,7 +440,8 @@ def run_all(args) -> dict:
     row = {"kind": kind, "lib": lib, "variant": variant, "n": n, "m": m, "batch": batch, **r}
     rows.append(row)
     rate = f"{r['rate']:.1f}" if "rate" in r else r["error"]
-    print(f"{kind:8s} ({n},{m},{batch}) {lib:9s} {variant:10s} {rate}", flush=True)
+    extra = f" compile {r['compile_s']:.2f} s" if r.get("compile_s") is not None else ""
+    print(f"{kind:8s} ({n},{m},{batch}) {lib:9s} {variant:10s} {rate}{extra}", flush=True)
 
   def sample_core(rows, n, m, batch, b):
     """aerbm_jax's float32 sampler and the numpy and PyTorch ones at one size."""
@@ -593,7 +595,8 @@ def markdown(res: dict, plot: str | None) -> str:
   big = mem.get("largest_rbm_on_80gb")
   if big and big.get("largest_square_units"):
     lines.append(
-      f"The largest square RBM whose compiled CD-1 epoch (batch {big['batch']}, momentum SGD) "
+      f"The largest square RBM whose compiled CD-1 epoch ({big.get('n_batches', 1)} minibatches "
+      f"of {big['batch']}, momentum SGD) "
       f"XLA plans within 80 GB has {big['largest_square_units']:,} visible and "
       f"{big['largest_square_units']:,} hidden units (to the nearest {big['step']}): "
       f"{big['plan_bytes'] / 1e9:.1f} GB, {big['bytes_per_weight']:.1f} bytes per weight "
