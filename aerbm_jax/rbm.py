@@ -234,7 +234,13 @@ def hidden_prob(params: RBM, v: ArrayLike, precision=EXACT) -> Array:
 def visible_mean(params: RBM, h: ArrayLike, precision=EXACT) -> Array:
   """`E[v | h]`, `(batch, n_visible)`: `p(v_i = 1 | h)` (Bernoulli) or `b + W h` (Gaussian)."""
   _check_kind(params)
-  x = _matmul(jnp.asarray(h), params.W.T, precision) + params.b
+  h = jnp.asarray(h)
+  if h.ndim == 2 and h.shape[0] == 1:
+    # One chain: `W @ h` reads W in its own layout. `h @ W.T` made XLA's CPU matrix-vector
+    # code transpose W inside every sweep of a scan: 2.8x slower at 784 x 500 (measured).
+    x = _matmul(params.W, h.T, precision).T + params.b
+  else:
+    x = _matmul(h, params.W.T, precision) + params.b
   if isinstance(params, GaussianRBM):
     return x
   return jax.nn.sigmoid(x)
