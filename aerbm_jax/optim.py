@@ -3,9 +3,9 @@
 The usual divergence guard, `where(ok, new, old)`, keeps the old parameters and momentum alive
 beside the new ones: XLA materialises two more arrays of `W`'s size. Here the check comes first,
 as a reduction over the would-be new values that is never stored, and the step is then applied
-in place with scalar factors (momentum 1, gradient 0, learning rate 0) that make a refused step
-an exact no-op. Once a step is refused every later one is too, so the state stays the last good
-one.
+in place with scalar factors (momentum 1, gradient 0, learning rate 0) under which a refused
+step leaves every value as it was (a zero may change sign). Once a step is refused every later
+one is too, so the state stays the last good one.
 """
 
 from __future__ import annotations
