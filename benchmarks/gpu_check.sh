@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One short run on a lent GPU machine (JAX with CUDA preinstalled there), under the device
 # tool's 600 s per-command limit: the throughput benchmark first (its rows are logged as they
-# come, so a timeout still leaves them in $OUT/bench.log), then the sampler and optimizer tests
-# on the GPU. Results go to $OUT.
+# come, so a timeout still leaves them in $OUT/bench.log), then the model, sampler, optimizer
+# and partition tests on the GPU. Results go to $OUT.
 set -uo pipefail
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 OUT="${OUT:-/tmp/gpu_out}"; mkdir -p "$OUT"
