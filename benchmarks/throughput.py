@@ -56,6 +56,13 @@ BATCHES = [1, 8, 64, 256, 1024, 4096]
 QUICK_BATCHES = [1, 8, 64]
 THRML_MAX_EDGES = 400_000  # thrml builds a Python edge list: n * m objects
 GPU_MEMORY = 80e9
+# The performance goals, each timed back to back (`paired`): aerbm_jax's float32 sampler
+# against numpy's (ratio of sweeps/s) or against the float32 matmul (fraction of its FLOP/s).
+CPU_TARGETS = [((128, 64, 1024), "numpy", 1.5), ((128, 64, 1), "numpy", 1.5),
+               ((784, 500, 1000), "numpy", 1.2), ((4096, 1024, 256), "matmul", 0.85)]
+GPU_TARGETS = [(size, "matmul", 0.5) for size in [(4096, 1024, 256)] + GPU_SIZES]
+QUICK_TARGETS = [((64, 32, 64), "numpy", None), ((64, 32, 64), "matmul", None)]
+TARGET_ROUNDS = 7
 
 
 # ---------------------------------------------------------------------------- machine
@@ -82,20 +89,20 @@ def machine_info() -> dict:
           "python": platform.python_version(), "versions": versions}
 
 
-def matmul_peak_gflops(repeats: int = 5) -> dict:
-  """Measured float32 matmul rate at default precision (TF32 on recent NVIDIA GPUs)."""
+def matmul_call() -> tuple:
+  """A float32 matmul at default precision (TF32 on recent NVIDIA GPUs): (call, FLOPs, size)."""
   size = 2048 if jax.default_backend() == "cpu" else 8192
   a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
   b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
   mm = jax.jit(lambda x, y: x @ y)
-  jax.block_until_ready(mm(a, b))
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(mm(a, b))
-    times.append(time.perf_counter() - t0)
-  return {"size": size, "gflops": 2 * size**3 / statistics.median(times) / 1e9,
-          "precision": str(jax.config.jax_default_matmul_precision),
+  return (lambda: jax.block_until_ready(mm(a, b))), 2 * size**3, size
+
+
+def matmul_peak_gflops(repeats: int = 5) -> dict:
+  """Measured float32 matmul rate at default precision."""
+  call, flops, size = matmul_call()
+  gflops = timed(call, flops / 1e9, repeats)["rate"]
+  return {"size": size, "gflops": gflops, "precision": str(jax.config.jax_default_matmul_precision),
           "tf32": jax.default_backend() == "gpu" and jax.config.jax_default_matmul_precision
           in (None, "default", "bfloat16_3x", "tensorfloat32")}
 
@@ -110,6 +117,26 @@ def timed(fn, units_per_call: float, repeats: int) -> dict:
     rates.append(units_per_call / (time.perf_counter() - t0))
   return {"rate": statistics.median(rates), "min": min(rates), "max": max(rates),
           "repeats": repeats}
+
+
+def paired(call_a, units_a: float, call_b, units_b: float, rounds: int) -> dict:
+  """Median, min and max over `rounds` of rate(a) / rate(b), the two timed back to back.
+
+  The order alternates (a b, b a, ...) after a warm-up. This machine's speed drifts by up to
+  2x within one run; rates timed minutes apart carry that drift into their ratio, while a
+  ratio of neighbouring calls mostly cancels it.
+  """
+  call_a(), call_b()
+  ratios = []
+  for i in range(rounds):
+    rate = {}
+    for name, call, units in (("a", call_a, units_a), ("b", call_b, units_b))[::1 - 2 * (i % 2)]:
+      t0 = time.perf_counter()
+      call()
+      rate[name] = units / (time.perf_counter() - t0)
+    ratios.append(rate["a"] / rate["b"])
+  return {"ratio": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+          "rounds": rounds}
 
 
 def calls_for(fn, budget_s: float, cap: int = 200_000) -> int:
@@ -133,8 +160,11 @@ def _memory(compiled) -> int | None:
 # ---------------------------------------------------------------------------- samplers
 
 
-def sample_jax(n, m, batch, budget, repeats, precision=None, mesh=None, impl=None,
-               bits=None) -> dict:
+def jax_sampler(n, m, batch, budget, precision=None, mesh=None, impl=None, bits=None):
+  """aerbm_jax's compiled sampler as a call of `steps` sweeps lasting about `budget` seconds.
+
+  Returns (call, steps, compile seconds, XLA memory bytes).
+  """
   params = rbm.init(jax.random.key(0), n, m, weight_scale=0.05)
   state = sampling.init(params, jnp.zeros((batch, n), jnp.float32))
   key = jax.random.key(1, impl=impl)
@@ -152,13 +182,17 @@ def sample_jax(n, m, batch, budget, repeats, precision=None, mesh=None, impl=Non
   probe, compile_s = compile_steps(5)
   steps = calls_for(lambda k: jax.block_until_ready(probe(key, state, params)), budget / 5) * 5
   compiled, _ = compile_steps(steps)
-  out = timed(lambda: jax.block_until_ready(compiled(key, state, params)), steps, repeats)
-  out.update(compile_s=compile_s, memory_bytes=_memory(compiled))
-  return out
+  return (lambda: jax.block_until_ready(compiled(key, state, params)), steps, compile_s,
+          _memory(compiled))
 
 
-def sample_numpy(n, m, batch, budget, repeats) -> dict:
-  """float32 numpy with PCG64 uniforms and in-place sigmoids."""
+def sample_jax(n, m, batch, budget, repeats, **kw) -> dict:
+  call, steps, compile_s, memory = jax_sampler(n, m, batch, budget, **kw)
+  return {**timed(call, steps, repeats), "compile_s": compile_s, "memory_bytes": memory}
+
+
+def numpy_sampler(n, m, batch, budget):
+  """float32 numpy with PCG64 uniforms and in-place sigmoids: (call, sweeps per call)."""
   rng = np.random.default_rng(0)
   W = (0.05 * rng.standard_normal((n, m))).astype(np.float32)
   b, c = np.zeros(n, np.float32), np.zeros(m, np.float32)
@@ -181,7 +215,12 @@ def sample_numpy(n, m, batch, budget, repeats) -> dict:
       v = (uv < y).astype(np.float32)
 
   steps = calls_for(sweeps, budget)
-  return timed(lambda: sweeps(steps), steps, repeats)
+  return (lambda: sweeps(steps)), steps
+
+
+def sample_numpy(n, m, batch, budget, repeats) -> dict:
+  call, steps = numpy_sampler(n, m, batch, budget)
+  return timed(call, steps, repeats)
 
 
 def sample_torch(n, m, batch, budget, repeats) -> dict:
@@ -263,6 +302,29 @@ def sample_thrml(n, m, batch, budget, repeats) -> dict:
 
 
 # ---------------------------------------------------------------------------- training
+
+
+def head_to_head(targets: list, budget: float, rounds: int, numpy_ok: bool) -> list[dict]:
+  """Each target's ratio, aerbm_jax's sampler timed alternately with numpy's or the matmul."""
+  mm, mm_flops, _ = matmul_call()
+  rows = []
+  for (n, m, batch), against, target in targets:
+    if against == "numpy" and not numpy_ok:
+      continue
+    b = budget * (3 if n * m * batch > 5e8 else 1)
+    ours, steps, _, _ = jax_sampler(n, m, batch, b)
+    if against == "numpy":
+      other, sweeps = numpy_sampler(n, m, batch, b)
+      r = paired(ours, steps, other, sweeps, rounds)
+    else:
+      reps = calls_for(lambda k: [mm() for _ in range(k)], b)
+      r = paired(ours, steps * 4 * batch * n * m, lambda: [mm() for _ in range(reps)],
+                 reps * mm_flops, rounds)
+    rows.append({"n": n, "m": m, "batch": batch, "against": against, "target": target, **r,
+                 "met": None if target is None else r["ratio"] >= target})
+    print(f"target   ({n},{m},{batch}) vs {against:7s} {r['ratio']:.3f} "
+          f"[{r['min']:.3f}-{r['max']:.3f}] (goal {target})", flush=True)
+  return rows
 
 
 def _train_data(n, batch, n_batches, seed=0):
@@ -490,6 +552,9 @@ def run_all(args) -> dict:
       record(train_rows, "pcd", "sklearn", "partial_fit", n, m, batch,
              lambda: train_sklearn(n, m, batch, "pcd", b, repeats, n_batches))
 
+  targets = QUICK_TARGETS if quick else CPU_TARGETS if cpu else GPU_TARGETS
+  target_rows = head_to_head(targets, budget, 5 if quick else TARGET_ROUNDS, peers["numpy"])
+
   # Throughput against batch size.
   bn, bm = (64, 32) if quick else (784, 500)
   batch_rows = []
@@ -508,7 +573,7 @@ def run_all(args) -> dict:
     memory["device_peak_bytes"] = stats.get("peak_bytes_in_use")
   memory["largest_rbm_on_80gb"] = largest_on_gpu(step=16384 if quick else 256)
   result = {"machine": info, "sampling": sample_rows, "training": train_rows,
-            "batch_sweep": batch_rows, "memory": memory, "peers": peers}
+            "targets": target_rows, "batch_sweep": batch_rows, "memory": memory, "peers": peers}
   if args.scaling:
     result["scaling"] = scaling(quick)
   return result
@@ -570,6 +635,27 @@ def markdown(res: dict, plot: str | None) -> str:
        if "gflops_end" in info["matmul_peak"] else "") + ". "
     "Rates are medians of 5 timed calls after a warm-up [min-max]; compile time excluded "
     "and shown apart. FLOPs per sweep = 4 batch n m.",
+  ]
+  if res.get("targets"):
+    lines += [
+      "", "## Goals, timed back to back",
+      "",
+      f"aerbm_jax's float32 sampler and the reference, alternately, over {res['targets'][0]['rounds']} "
+      "rounds: the ratio's median [min-max]. Against numpy, the ratio of sweeps/s; against the "
+      "matmul, the sampler's FLOP/s as a fraction of the float32 matmul's"
+      f"{' (TF32)' if info['matmul_peak']['tf32'] else ''}.",
+      "",
+      "| n, m, batch | against | goal | measured | [min-max] | met |",
+      "|---|---|---|---|---|---|",
+    ]
+    for t in res["targets"]:
+      pct = t["against"] == "matmul"
+      fmt = (lambda x: f"{100 * x:.1f}%") if pct else (lambda x: f"{x:.2f}x")
+      goal = "-" if t["target"] is None else (">= " + fmt(t["target"]))
+      met = "-" if t["met"] is None else ("yes" if t["met"] else "**no**")
+      lines.append(f"| {t['n']}, {t['m']}, {t['batch']} | {'numpy sampler' if not pct else 'matmul'}"
+                   f" | {goal} | {fmt(t['ratio'])} | {fmt(t['min'])}-{fmt(t['max'])} | {met} |")
+  lines += [
     "",
     "## Block Gibbs sampling",
     "",

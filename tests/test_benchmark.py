@@ -25,12 +25,15 @@ def test_quick_benchmark_output_format(tmp_path):
     ("cd", "aerbm_jax"), ("pcd", "aerbm_jax"), ("cd", "numpy"), ("pcd", "numpy")}
   jax_rows = [r for r in res["sampling"] + res["training"] if r["lib"] == "aerbm_jax"]
   assert all(r["compile_s"] > 0 and r["memory_bytes"] > 0 for r in jax_rows)
+  assert {(t["against"], t["batch"]) for t in res["targets"]} == {("numpy", 64), ("matmul", 64)}
+  for t in res["targets"]:
+    assert 0 < t["min"] <= t["ratio"] <= t["max"] and t["rounds"] >= 5 and t["met"] is None, t
   assert res["memory"]["peak_rss_bytes"] > 0
   big = res["memory"]["largest_rbm_on_80gb"]  # compiled from shapes, to the nearest 16,384
   assert big["largest_square_units"] >= 16384 and 0 < big["plan_bytes"] <= 80e9
   assert 8 <= big["bytes_per_weight"] <= 64  # at least parameters and momentum
   md = (tmp_path / "quick.md").read_text()
-  for heading in ("## Block Gibbs sampling", "## Training", "## Memory", "vs fastest peer",
+  for heading in ("## Goals, timed back to back", "## Block Gibbs sampling", "## Training", "## Memory", "vs fastest peer",
                   "XLA plans within 80 GB",
                   "% of matmul peak", "quick-batch.png"):
     assert heading in md

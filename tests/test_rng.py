@@ -1,0 +1,66 @@
+"""Uniform variates for the samplers: the Threefry-2x32 words, their distribution, every key kind."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.extend.random import threefry_2x32
+from scipy import stats
+
+from aerbm_jax import _rng
+
+
+def test_threefry_words_match_the_reference_hash():
+  # Random123's known answer for Threefry-2x32-20: key (0, 0), counter (0, 0).
+  words = _rng._words(jax.random.wrap_key_data(jnp.zeros(2, jnp.uint32)), (2, 1))
+  assert [int(w) for w in words.ravel()] == [0x6B200159, 0x99BA4EFE]
+  # Block i hashes the counter (0, i); its two output words fill rows i and i + rows / 2.
+  key = jax.random.key(7)
+  words = np.asarray(_rng._words(key, (6, 5)))
+  count = jnp.concatenate([jnp.zeros(15, jnp.uint32), jnp.arange(15, dtype=jnp.uint32)])
+  ref = np.asarray(threefry_2x32(jax.random.key_data(key), count)).reshape(6, 5)
+  np.testing.assert_array_equal(words, ref)
+
+
+def test_other_key_kinds_use_jax_random_bits():
+  key = jax.random.key(3, impl="rbg")
+  np.testing.assert_array_equal(_rng._words(key, (4, 3)),
+                                jax.random.bits(key, (4, 3), dtype=jnp.uint32))
+
+
+@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("shape", [(401, 300), (1, 70_001), (70_001,)])
+def test_uniforms_are_uniform_and_pairwise_independent(bits, shape):
+  u, scale = _rng.uniforms(jax.random.key(11), shape, bits)
+  assert u.shape == shape and u.dtype == jnp.float32
+  x = np.asarray(u, np.float64).ravel() / scale
+  assert 0 < x.min() and x.max() < 1
+  # 64 equal bins (each 2^10 of the 16-bit values): chi-square at the 0.1% level.
+  counts = np.bincount((x * 64).astype(int), minlength=64)
+  assert stats.chisquare(counts).pvalue > 1e-3
+  # Uniforms that share a random word (16-bit halves) or a hash block (its two words) sit half
+  # the draws apart: their joint distribution over 8 x 8 cells must be uniform too.
+  flat = x if len(shape) == 1 or shape[0] == 1 else x.reshape(shape).T.ravel()
+  half = len(flat) // 2
+  for a, b in ((flat[:half], flat[half:2 * half]),
+               (flat[: half // 2], flat[half // 2: 2 * (half // 2)])):
+    joint = np.bincount((a * 8).astype(int) * 8 + (b * 8).astype(int), minlength=64)
+    assert stats.chisquare(joint).pvalue > 1e-3
+
+
+def test_sixteen_bit_uniforms_take_every_value_at_their_resolution():
+  u, scale = _rng.uniforms(jax.random.key(5), (2048, 1024), 16)
+  k = np.asarray(u) - 0.5
+  assert scale == 2**16 and np.all(k == np.round(k))
+  counts = np.bincount(k.astype(int).ravel(), minlength=2**16)
+  assert counts.min() > 0 and stats.chisquare(counts).pvalue > 1e-3
+
+
+def test_bernoulli_matches_p_at_the_uniform_resolution():
+  p = jnp.array([0.0, 1e-6, 0.3, 0.5, 1.0], jnp.float32)
+  draws = _rng.bernoulli(jax.random.key(2), jnp.broadcast_to(p, (200_000, 5)), 16)
+  freq = np.asarray(draws.mean(0))
+  # P(draw = 1) = round(p 2^16) / 2^16: p = 1e-6 rounds to 0.
+  expected = np.round(np.asarray(p, np.float64) * 2**16) / 2**16
+  np.testing.assert_allclose(freq, expected, atol=4 * np.sqrt(0.25 / 200_000))
+  assert freq[0] == 0 and freq[1] == 0 and freq[4] == 1
