@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -160,10 +161,12 @@ def _memory(compiled) -> int | None:
 # ---------------------------------------------------------------------------- samplers
 
 
-def jax_sampler(n, m, batch, budget, precision=None, mesh=None, impl=None, bits=None):
+def jax_sampler(n, m, batch, budget, precision=None, mesh=None, impl=None, bits=None,
+                threefry_kernel=False):
   """aerbm_jax's compiled sampler as a call of `steps` sweeps lasting about `budget` seconds.
 
-  Returns (call, steps, compile seconds, XLA memory bytes).
+  `threefry_kernel`: compile with `jax_threefry_gpu_kernel_lowering` (GPU only), which JAX
+  documents as faster to compile. Returns (call, steps, compile seconds, XLA memory bytes).
   """
   params = rbm.init(jax.random.key(0), n, m, weight_scale=0.05)
   state = sampling.init(params, jnp.zeros((batch, n), jnp.float32))
@@ -175,9 +178,14 @@ def jax_sampler(n, m, batch, budget, precision=None, mesh=None, impl=None, bits=
   def compile_steps(k):
     fn = jax.jit(lambda kk, s, p: sampling.run(kk, s, p, k, precision=precision,
                                                uniform_bits=bits))
-    t0 = time.perf_counter()
-    compiled = fn.lower(key, state, params).compile()
-    return compiled, time.perf_counter() - t0
+    old = jax.config.jax_threefry_gpu_kernel_lowering
+    jax.config.update("jax_threefry_gpu_kernel_lowering", threefry_kernel)
+    try:
+      t0 = time.perf_counter()
+      compiled = fn.lower(key, state, params).compile()
+      return compiled, time.perf_counter() - t0
+    finally:
+      jax.config.update("jax_threefry_gpu_kernel_lowering", old)
 
   probe, compile_s = compile_steps(5)
   steps = calls_for(lambda k: jax.block_until_ready(probe(key, state, params)), budget / 5) * 5
@@ -312,7 +320,7 @@ def head_to_head(targets: list, budget: float, rounds: int, numpy_ok: bool) -> l
     if against == "numpy" and not numpy_ok:
       continue
     b = budget * (3 if n * m * batch > 5e8 else 1)
-    ours, steps, _, _ = jax_sampler(n, m, batch, b)
+    ours, steps, compile_s, _ = jax_sampler(n, m, batch, b)
     if against == "numpy":
       other, sweeps = numpy_sampler(n, m, batch, b)
       r = paired(ours, steps, other, sweeps, rounds)
@@ -321,7 +329,7 @@ def head_to_head(targets: list, budget: float, rounds: int, numpy_ok: bool) -> l
       r = paired(ours, steps * 4 * batch * n * m, lambda: [mm() for _ in range(reps)],
                  reps * mm_flops, rounds)
     rows.append({"n": n, "m": m, "batch": batch, "against": against, "target": target, **r,
-                 "met": None if target is None else r["ratio"] >= target})
+                 "met": None if target is None else r["ratio"] >= target, "compile_s": compile_s})
     print(f"target   ({n},{m},{batch}) vs {against:7s} {r['ratio']:.3f} "
           f"[{r['min']:.3f}-{r['max']:.3f}] (goal {target})", flush=True)
   return rows
@@ -483,7 +491,8 @@ def memory_plan(n: int, m: int, batch: int, n_batches: int = 4) -> int | None:
     return None
 
 
-def run_all(args) -> dict:
+def run_all(args, res: dict) -> dict:
+  """Every measurement, filled into `res` as it comes (an interrupted run keeps its rows)."""
   quick = args.quick
   budget = args.budget or (0.01 if quick else 0.3)
   repeats = 5
@@ -497,7 +506,13 @@ def run_all(args) -> dict:
   if args.peers is not None:
     wanted = {p for p in args.peers.split(",") if p}
     peers = {k: ok and k in wanted for k, ok in peers.items()}
-  sample_rows, train_rows = [], []
+  info["matmul_peak"] = peak_start
+  sample_rows, train_rows, batch_rows, target_rows = [], [], [], []
+  res.update(machine=info, peers=peers, targets=target_rows, sampling=sample_rows,
+             training=train_rows, batch_sweep=batch_rows, memory={})
+  # The goals first: on a lent GPU the run may be cut short.
+  targets = QUICK_TARGETS if quick else CPU_TARGETS if cpu else GPU_TARGETS
+  target_rows += head_to_head(targets, budget, 5 if quick else TARGET_ROUNDS, peers["numpy"])
 
   def record(rows, kind, lib, variant, n, m, batch, fn):
     try:
@@ -532,6 +547,9 @@ def run_all(args) -> dict:
         for bits in (16, 32):
           record(sample_rows, "sample", "aerbm_jax", f"{impl[:9]}/{bits}b", n, m, batch,
                  lambda: sample_jax(n, m, batch, b, repeats, impl=impl, bits=bits))
+      if not cpu:  # JAX's CUDA kernel for threefry instead of the fused hash
+        record(sample_rows, "sample", "aerbm_jax", "threefry/kernel", n, m, batch,
+               lambda: sample_jax(n, m, batch, b, repeats, threefry_kernel=True))
     if peers["sklearn"] and not (big and n > 10_000):
       record(sample_rows, "sample", "sklearn", "gibbs", n, m, batch,
              lambda: sample_sklearn(n, m, batch, b, repeats))
@@ -552,12 +570,8 @@ def run_all(args) -> dict:
       record(train_rows, "pcd", "sklearn", "partial_fit", n, m, batch,
              lambda: train_sklearn(n, m, batch, "pcd", b, repeats, n_batches))
 
-  targets = QUICK_TARGETS if quick else CPU_TARGETS if cpu else GPU_TARGETS
-  target_rows = head_to_head(targets, budget, 5 if quick else TARGET_ROUNDS, peers["numpy"])
-
   # Throughput against batch size.
   bn, bm = (64, 32) if quick else (784, 500)
-  batch_rows = []
   for batch in QUICK_BATCHES if quick else BATCHES:
     sample_core(batch_rows, bn, bm, batch, budget)
 
@@ -567,16 +581,21 @@ def run_all(args) -> dict:
   print(f"float32 matmul peak at the end: {peak_end['gflops']:.1f} GFLOP/s", flush=True)
   info["matmul_peak"] = {**max(peak_start, peak_end, key=lambda r: r["gflops"]),
                          "gflops_start": peak_start["gflops"], "gflops_end": peak_end["gflops"]}
+  memory = res["memory"]
+  memory.update(_process_memory())
+  memory["largest_rbm_on_80gb"] = largest_on_gpu(step=16384 if quick else 256)
+  if args.scaling:
+    res["scaling"] = scaling(quick)
+  return res
+
+
+def _process_memory() -> dict:
+  """Peak resident memory of this process and, on GPU, the device's peak bytes in use."""
   memory = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
   stats = jax.devices()[0].memory_stats()
   if stats:
     memory["device_peak_bytes"] = stats.get("peak_bytes_in_use")
-  memory["largest_rbm_on_80gb"] = largest_on_gpu(step=16384 if quick else 256)
-  result = {"machine": info, "sampling": sample_rows, "training": train_rows,
-            "targets": target_rows, "batch_sweep": batch_rows, "memory": memory, "peers": peers}
-  if args.scaling:
-    result["scaling"] = scaling(quick)
-  return result
+  return memory
 
 
 # ---------------------------------------------------------------------------- scaling
@@ -636,6 +655,8 @@ def markdown(res: dict, plot: str | None) -> str:
     "Rates are medians of 5 timed calls after a warm-up [min-max]; compile time excluded "
     "and shown apart. FLOPs per sweep = 4 batch n m.",
   ]
+  if res.get("interrupted"):
+    lines += ["", "**This run was interrupted: the tables hold the rows measured before it stopped.**"]
   if res.get("targets"):
     lines += [
       "", "## Goals, timed back to back",
@@ -645,8 +666,8 @@ def markdown(res: dict, plot: str | None) -> str:
       "matmul, the sampler's FLOP/s as a fraction of the float32 matmul's"
       f"{' (TF32)' if info['matmul_peak']['tf32'] else ''}.",
       "",
-      "| n, m, batch | against | goal | measured | [min-max] | met |",
-      "|---|---|---|---|---|---|",
+      "| n, m, batch | against | goal | measured | [min-max] | met | sampler compile s |",
+      "|---|---|---|---|---|---|---|",
     ]
     for t in res["targets"]:
       pct = t["against"] == "matmul"
@@ -654,7 +675,8 @@ def markdown(res: dict, plot: str | None) -> str:
       goal = "-" if t["target"] is None else (">= " + fmt(t["target"]))
       met = "-" if t["met"] is None else ("yes" if t["met"] else "**no**")
       lines.append(f"| {t['n']}, {t['m']}, {t['batch']} | {'numpy sampler' if not pct else 'matmul'}"
-                   f" | {goal} | {fmt(t['ratio'])} | {fmt(t['min'])}-{fmt(t['max'])} | {met} |")
+                   f" | {goal} | {fmt(t['ratio'])} | {fmt(t['min'])}-{fmt(t['max'])} | {met} | "
+                   f"{t['compile_s']:.2f} |")
   lines += [
     "",
     "## Block Gibbs sampling",
@@ -781,7 +803,17 @@ def main() -> None:
   if args.scaling_worker:
     scaling_worker(args.quick)
     return
-  res = run_all(args)
+  res: dict = {}
+  # A timeout's SIGTERM ends the run like Ctrl-C: the rows measured so far are still written.
+  signal.signal(signal.SIGTERM, signal.default_int_handler)
+  try:
+    run_all(args, res)
+  except KeyboardInterrupt:
+    if "machine" not in res:
+      raise
+    print("interrupted: writing the rows measured so far", flush=True)
+    res["interrupted"] = True
+    res["memory"].update(_process_memory())
   info = res["machine"]
   tag = args.tag or f"throughput-{info['backend']}-{info['cores']}core"
   out = Path(args.out)

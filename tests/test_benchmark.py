@@ -38,3 +38,18 @@ def test_quick_benchmark_output_format(tmp_path):
                   "% of matmul peak", "quick-batch.png"):
     assert heading in md
   assert (tmp_path / "quick-batch.png").stat().st_size > 1000
+
+
+def test_interrupted_benchmark_writes_the_rows_it_has(tmp_path):
+  """A timeout's SIGTERM ends the run, and the goals measured before it are still written."""
+  proc = subprocess.Popen([sys.executable, str(SCRIPT), "--quick", "--peers", "numpy", "--out",
+                           str(tmp_path), "--tag", "cut"], stdout=subprocess.PIPE, text=True)
+  for line in proc.stdout:
+    if line.startswith("sample "):  # the goals are done, the sampling rows have begun
+      proc.terminate()
+      break
+  proc.stdout.read()
+  assert proc.wait(timeout=120) == 0
+  res = json.loads((tmp_path / "cut.json").read_text())
+  assert res["interrupted"] and len(res["targets"]) == 2 and res["memory"]["peak_rss_bytes"] > 0
+  assert "This run was interrupted" in (tmp_path / "cut.md").read_text()
