@@ -27,52 +27,69 @@ def resolve_uniform_bits(uniform_bits: int | None) -> int:
   return uniform_bits
 
 
-def _threefry_words(key: Array, shape: tuple[int, ...]) -> Array | None:
-  """Random 32-bit words of `shape` (leading dimension even), or None if `key` is not threefry.
+def _threefry_pair(key: Array, shape: tuple[int, ...]) -> tuple[Array, Array] | None:
+  """The two output words of Threefry-2x32 blocks of `shape`, or None if `key` is not threefry.
 
-  Both output words of each Threefry-2x32 block are used, one for each half of the leading
-  dimension: half the hashing of `jax.random.bits`, which XORs the two words into one.
+  Block i hashes the counter (0, i). Both words are used, where `jax.random.bits` XORs them
+  into one: half the hashing per random word.
   """
   if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
     key = jax.random.wrap_key_data(key)
-  blocks = math.prod(shape) // 2
-  if str(jax.random.key_impl(key)) != "threefry2x32" or blocks >= 2**32:
+  if str(jax.random.key_impl(key)) != "threefry2x32" or math.prod(shape) >= 2**32:
     return None
   k = jax.random.key_data(key)
-  counter = jax.lax.iota(jnp.uint32, blocks).reshape((shape[0] // 2,) + shape[1:])
+  counter = jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape)
   first, second = threefry2x32_p.bind(k[0], k[1], jnp.zeros_like(counter), counter)
-  return jnp.concatenate([first, second], axis=0)
+  return first, second
 
 
-def _words(key: Array, shape: tuple[int, ...]) -> Array:
-  """Uniform random uint32 words of `shape`, from any PRNG implementation."""
-  rows = shape[0] + shape[0] % 2
-  words = _threefry_words(key, (rows,) + shape[1:])
-  if words is None:
-    return jax.random.bits(key, shape, dtype=jnp.uint32)
-  return words[: shape[0]]
+def _words(key: Array, shape: tuple[int, ...], columns: tuple[slice, ...]) -> list[list[Array]]:
+  """Uniform random uint32 words of `shape`, as blocks of its last axis, each a list of pieces
+  to be joined along the first axis.
+
+  From a threefry key, rows `[0, r)` are the first words of the blocks of shape
+  `(r,) + shape[1:]`, `r = ceil(shape[0] / 2)`, and the rest their second words. Pieces rather
+  than joined arrays let every consumer read the hash's outputs in place.
+  """
+  r = (shape[0] + 1) // 2
+  pair = _threefry_pair(key, (r,) + shape[1:])
+  if pair is None:
+    words = jax.random.bits(key, shape, dtype=jnp.uint32)
+    return [[words[..., c]] for c in columns]
+  first, second = pair
+  return [[first[..., c], second[: shape[0] - r][..., c]] for c in columns]
 
 
-def uniforms(key: Array, shape: tuple[int, ...], uniform_bits: int | None = DEFAULT_UNIFORM_BITS
-             ) -> tuple[Array, float]:
+def uniforms(key: Array, shape: tuple[int, ...], uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
+             split: int | None = None) -> tuple[Array | tuple[Array, Array], float]:
   """Uniform variates `u` of `shape` and their scale: `u / scale` is uniform on (0, 1).
 
   A Bernoulli(p) draw is then `u < p * scale`. 32-bit: `u` in [0, 1) with 23 random
   mantissa bits, scale 1. 16-bit: two draws per random word, `u = k + 1/2` for `k` in
-  [0, 2^16), scale 2^16.
+  [0, 2^16), scale 2^16. With `split`, returns `(u[..., :split], u[..., split:])` in place of
+  `u`, each computed where it is used (one sweep's hidden and visible draws).
   """
   # Rows are filled from the leading dimension, so every piece of a word stays contiguous
   # (measured faster than interleaving or a bitcast); a vector or a single row is flattened.
   flat = len(shape) < 2 or shape[0] < 2
   q_shape = (math.prod(shape),) if flat else shape
+  columns = (slice(None),) if flat or split is None else (slice(None, split), slice(split, None))
   rows = q_shape[0]
   if resolve_uniform_bits(uniform_bits) == 32:
-    words = _words(key, q_shape)
-    mantissa = jax.lax.bitcast_convert_type((words >> 9) | 0x3F800000, jnp.float32)
-    return (mantissa - 1.0).reshape(shape), 1.0
-  words = _words(key, ((rows + 1) // 2,) + q_shape[1:])
-  halves = jnp.concatenate([words & 0xFFFF, words >> 16], axis=0)[:rows]
-  return (halves.astype(jnp.float32) + 0.5).reshape(shape), 65536.0
+    us = [jax.lax.bitcast_convert_type((jnp.concatenate(w) >> 9) | 0x3F800000, jnp.float32)
+          - 1.0 for w in _words(key, q_shape, columns)]
+    scale = 1.0
+  else:
+    words = _words(key, ((rows + 1) // 2,) + q_shape[1:], columns)
+    us = [jnp.concatenate([x & 0xFFFF for x in w] + [x >> 16 for x in w])[:rows]
+          .astype(jnp.float32) + 0.5 for w in words]
+    scale = 65536.0
+  if split is None:
+    return us[0].reshape(shape), scale
+  if flat:
+    u = us[0].reshape(shape)
+    return (u[..., :split], u[..., split:]), scale
+  return tuple(us), scale
 
 
 def bernoulli(key: Array, p: ArrayLike, uniform_bits: int | None = DEFAULT_UNIFORM_BITS) -> Array:

@@ -10,22 +10,48 @@ from scipy import stats
 from aerbm_jax import _rng
 
 
-def test_threefry_words_match_the_reference_hash():
+def _reference_words(key, rows: int, cols: int) -> np.ndarray:
+  """JAX's Threefry-2x32 of the counters (0, i), first words in the first ceil(rows / 2) rows."""
+  r = (rows + 1) // 2
+  count = jnp.concatenate([jnp.zeros(r * cols, jnp.uint32), jnp.arange(r * cols, dtype=jnp.uint32)])
+  out = np.asarray(threefry_2x32(jax.random.key_data(key), count)).reshape(2 * r, cols)
+  return np.concatenate([out[:r], out[r:][: rows - r]])
+
+
+def _bits(u, bits: int) -> np.ndarray:
+  """The random word bits a uniform carries: 23 (32-bit) or 16 (16-bit uniforms)."""
+  u = np.asarray(u, np.float64)
+  return (u * 2**23 if bits == 32 else u - 0.5).astype(np.uint32)
+
+
+def test_uniforms_carry_the_reference_hash_words():
   # Random123's known answer for Threefry-2x32-20: key (0, 0), counter (0, 0).
-  words = _rng._words(jax.random.wrap_key_data(jnp.zeros(2, jnp.uint32)), (2, 1))
-  assert [int(w) for w in words.ravel()] == [0x6B200159, 0x99BA4EFE]
-  # Block i hashes the counter (0, i); its two output words fill rows i and i + rows / 2.
+  u, _ = _rng.uniforms(jax.random.wrap_key_data(jnp.zeros(2, jnp.uint32)), (2, 1), 32)
+  assert list(_bits(u, 32).ravel()) == [0x6B200159 >> 9, 0x99BA4EFE >> 9]
   key = jax.random.key(7)
-  words = np.asarray(_rng._words(key, (6, 5)))
-  count = jnp.concatenate([jnp.zeros(15, jnp.uint32), jnp.arange(15, dtype=jnp.uint32)])
-  ref = np.asarray(threefry_2x32(jax.random.key_data(key), count)).reshape(6, 5)
-  np.testing.assert_array_equal(words, ref)
+  for rows in (6, 5):  # an even and an odd number of rows
+    words = _reference_words(key, rows, 3)
+    np.testing.assert_array_equal(_bits(_rng.uniforms(key, (rows, 3), 32)[0], 32), words >> 9)
+    # 16-bit: the low halves of the words fill the first rows, the high halves the rest.
+    halves = np.concatenate([words & 0xFFFF, words >> 16])
+    for n in (2 * rows, 2 * rows - 1):
+      np.testing.assert_array_equal(_bits(_rng.uniforms(key, (n, 3), 16)[0], 16), halves[:n])
 
 
-def test_other_key_kinds_use_jax_random_bits():
+@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("shape", [(7, 9), (8, 9), (1, 9), (9,)])
+def test_split_uniforms_are_the_slices_of_the_whole(bits, shape):
+  key = jax.random.key(4)
+  whole, scale = _rng.uniforms(key, shape, bits)
+  (left, right), split_scale = _rng.uniforms(key, shape, bits, split=4)
+  assert split_scale == scale
+  np.testing.assert_array_equal(left, whole[..., :4])
+  np.testing.assert_array_equal(right, whole[..., 4:])
+
+
+def test_other_key_kinds_draw_through_jax_random():
   key = jax.random.key(3, impl="rbg")
-  np.testing.assert_array_equal(_rng._words(key, (4, 3)),
-                                jax.random.bits(key, (4, 3), dtype=jnp.uint32))
+  np.testing.assert_array_equal(_rng.uniforms(key, (4, 3), 32)[0], jax.random.uniform(key, (4, 3)))
 
 
 @pytest.mark.parametrize("bits", [16, 32])
