@@ -231,6 +231,28 @@ def sample_numpy(n, m, batch, budget, repeats) -> dict:
   return timed(call, steps, repeats)
 
 
+def head_to_head(targets: list, budget: float, rounds: int, numpy_ok: bool, rows: list) -> None:
+  """Appends each goal's ratio to `rows`: aerbm_jax's sampler timed alternately with numpy's
+  sampler or with the float32 matmul."""
+  mm, mm_flops, _ = matmul_call()
+  for (n, m, batch), against, target in targets:
+    if against == "numpy" and not numpy_ok:
+      continue
+    b = budget * (3 if n * m * batch > 5e8 else 1)
+    ours, steps, compile_s, _ = jax_sampler(n, m, batch, b)
+    if against == "numpy":
+      other, sweeps = numpy_sampler(n, m, batch, b)
+      r = paired(ours, steps, other, sweeps, rounds)
+    else:
+      reps = calls_for(lambda k: [mm() for _ in range(k)], b)
+      r = paired(ours, steps * 4 * batch * n * m, lambda: [mm() for _ in range(reps)],
+                 reps * mm_flops, rounds)
+    rows.append({"n": n, "m": m, "batch": batch, "against": against, "target": target, **r,
+                 "met": None if target is None else r["ratio"] >= target, "compile_s": compile_s})
+    print(f"target   ({n},{m},{batch}) vs {against:7s} {r['ratio']:.3f} "
+          f"[{r['min']:.3f}-{r['max']:.3f}] (goal {target})", flush=True)
+
+
 def sample_torch(n, m, batch, budget, repeats) -> dict:
   import torch
 
@@ -310,29 +332,6 @@ def sample_thrml(n, m, batch, budget, repeats) -> dict:
 
 
 # ---------------------------------------------------------------------------- training
-
-
-def head_to_head(targets: list, budget: float, rounds: int, numpy_ok: bool) -> list[dict]:
-  """Each target's ratio, aerbm_jax's sampler timed alternately with numpy's or the matmul."""
-  mm, mm_flops, _ = matmul_call()
-  rows = []
-  for (n, m, batch), against, target in targets:
-    if against == "numpy" and not numpy_ok:
-      continue
-    b = budget * (3 if n * m * batch > 5e8 else 1)
-    ours, steps, compile_s, _ = jax_sampler(n, m, batch, b)
-    if against == "numpy":
-      other, sweeps = numpy_sampler(n, m, batch, b)
-      r = paired(ours, steps, other, sweeps, rounds)
-    else:
-      reps = calls_for(lambda k: [mm() for _ in range(k)], b)
-      r = paired(ours, steps * 4 * batch * n * m, lambda: [mm() for _ in range(reps)],
-                 reps * mm_flops, rounds)
-    rows.append({"n": n, "m": m, "batch": batch, "against": against, "target": target, **r,
-                 "met": None if target is None else r["ratio"] >= target, "compile_s": compile_s})
-    print(f"target   ({n},{m},{batch}) vs {against:7s} {r['ratio']:.3f} "
-          f"[{r['min']:.3f}-{r['max']:.3f}] (goal {target})", flush=True)
-  return rows
 
 
 def _train_data(n, batch, n_batches, seed=0):
@@ -512,7 +511,7 @@ def run_all(args, res: dict) -> dict:
              training=train_rows, batch_sweep=batch_rows, memory={})
   # The goals first: on a lent GPU the run may be cut short.
   targets = QUICK_TARGETS if quick else CPU_TARGETS if cpu else GPU_TARGETS
-  target_rows += head_to_head(targets, budget, 5 if quick else TARGET_ROUNDS, peers["numpy"])
+  head_to_head(targets, budget, 5 if quick else TARGET_ROUNDS, peers["numpy"], target_rows)
 
   def record(rows, kind, lib, variant, n, m, batch, fn):
     try:
@@ -649,21 +648,24 @@ def markdown(res: dict, plot: str | None) -> str:
     "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val) + ".",
     f"Measured float32 matmul peak ({info['matmul_peak']['size']}^3, default precision"
     f"{', TF32' if info['matmul_peak']['tf32'] else ''}): {peak:,.1f} GFLOP/s"
-    + (f", the higher of two measurements, at the start ({info['matmul_peak']['gflops_start']:,.1f})"
-       f" and the end ({info['matmul_peak']['gflops_end']:,.1f}) of the run"
+    + (", the higher of two measurements, at the start "
+       f"({info['matmul_peak']['gflops_start']:,.1f}) and the end "
+       f"({info['matmul_peak']['gflops_end']:,.1f}) of the run"
        if "gflops_end" in info["matmul_peak"] else "") + ". "
     "Rates are medians of 5 timed calls after a warm-up [min-max]; compile time excluded "
     "and shown apart. FLOPs per sweep = 4 batch n m.",
   ]
   if res.get("interrupted"):
-    lines += ["", "**This run was interrupted: the tables hold the rows measured before it stopped.**"]
+    lines += ["", "**This run was interrupted: the tables hold the rows measured before it "
+                  "stopped.**"]
   if res.get("targets"):
     lines += [
       "", "## Goals, timed back to back",
       "",
-      f"aerbm_jax's float32 sampler and the reference, alternately, over {res['targets'][0]['rounds']} "
-      "rounds: the ratio's median [min-max]. Against numpy, the ratio of sweeps/s; against the "
-      "matmul, the sampler's FLOP/s as a fraction of the float32 matmul's"
+      "aerbm_jax's float32 sampler and the reference, alternately, over "
+      f"{res['targets'][0]['rounds']} rounds: the ratio's median [min-max]. Against numpy, the "
+      "ratio of sweeps/s; against the matmul, the sampler's FLOP/s as a fraction of the float32 "
+      "matmul's"
       f"{' (TF32)' if info['matmul_peak']['tf32'] else ''}.",
       "",
       "| n, m, batch | against | goal | measured | [min-max] | met | sampler compile s |",
@@ -674,9 +676,9 @@ def markdown(res: dict, plot: str | None) -> str:
       fmt = (lambda x: f"{100 * x:.1f}%") if pct else (lambda x: f"{x:.2f}x")
       goal = "-" if t["target"] is None else (">= " + fmt(t["target"]))
       met = "-" if t["met"] is None else ("yes" if t["met"] else "**no**")
-      lines.append(f"| {t['n']}, {t['m']}, {t['batch']} | {'numpy sampler' if not pct else 'matmul'}"
-                   f" | {goal} | {fmt(t['ratio'])} | {fmt(t['min'])}-{fmt(t['max'])} | {met} | "
-                   f"{t['compile_s']:.2f} |")
+      against = "matmul" if pct else "numpy sampler"
+      lines.append(f"| {t['n']}, {t['m']}, {t['batch']} | {against} | {goal} | {fmt(t['ratio'])} | "
+                   f"{fmt(t['min'])}-{fmt(t['max'])} | {met} | {t['compile_s']:.2f} |")
   lines += [
     "",
     "## Block Gibbs sampling",
@@ -730,7 +732,8 @@ def markdown(res: dict, plot: str | None) -> str:
       f"from shapes alone on this backend ({res['machine']['backend']}), not run.")
   if res.get("scaling"):
     lines += ["", "## Scaling over devices (fixed total of chains)", "",
-              "| devices | n, m, chains | sweeps/s | [min-max] | speed-up |", "|---|---|---|---|---|"]
+              "| devices | n, m, chains | sweeps/s | [min-max] | speed-up |",
+              "|---|---|---|---|---|"]
     base = next((r["rate"] for r in res["scaling"] if "rate" in r), None)
     for r in res["scaling"]:
       if "rate" in r:

@@ -1,4 +1,4 @@
-"""Uniform variates for the samplers: the Threefry-2x32 words, their distribution, every key kind."""
+"""Uniforms for the samplers: the Threefry-2x32 words, their distribution, every key kind."""
 
 import jax
 import jax.numpy as jnp
