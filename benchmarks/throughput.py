@@ -26,6 +26,7 @@ Timings are medians of >= 5 repeats after a warm-up, with min and max. Writes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -161,6 +162,20 @@ def _memory(compiled) -> int | None:
 # ---------------------------------------------------------------------------- samplers
 
 
+@contextlib.contextmanager
+def _threefry_kernel_lowering(on: bool):
+  """JAX's `jax_threefry_gpu_kernel_lowering` set to True inside the block when `on`."""
+  if not on:
+    yield
+    return
+  old = jax.config.jax_threefry_gpu_kernel_lowering
+  jax.config.update("jax_threefry_gpu_kernel_lowering", True)
+  try:
+    yield
+  finally:
+    jax.config.update("jax_threefry_gpu_kernel_lowering", old)
+
+
 def jax_sampler(n, m, batch, budget, precision=None, mesh=None, impl=None, bits=None,
                 threefry_kernel=False):
   """aerbm_jax's compiled sampler as a call of `steps` sweeps lasting about `budget` seconds.
@@ -178,14 +193,10 @@ def jax_sampler(n, m, batch, budget, precision=None, mesh=None, impl=None, bits=
   def compile_steps(k):
     fn = jax.jit(lambda kk, s, p: sampling.run(kk, s, p, k, precision=precision,
                                                uniform_bits=bits))
-    old = jax.config.jax_threefry_gpu_kernel_lowering
-    jax.config.update("jax_threefry_gpu_kernel_lowering", threefry_kernel)
-    try:
+    with _threefry_kernel_lowering(threefry_kernel):
       t0 = time.perf_counter()
       compiled = fn.lower(key, state, params).compile()
       return compiled, time.perf_counter() - t0
-    finally:
-      jax.config.update("jax_threefry_gpu_kernel_lowering", old)
 
   probe, compile_s = compile_steps(5)
   steps = calls_for(lambda k: jax.block_until_ready(probe(key, state, params)), budget / 5) * 5
