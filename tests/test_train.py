@@ -48,6 +48,21 @@ def test_long_chain_cd_matches_exact_gradient_and_cd1_bias_is_measured():
   assert np.all(np.sign(g1[big]) == np.sign(exact[big]))
 
 
+@pytest.mark.parametrize("m, rows", [(64, 128), (65, 128), (64, 127), (16, 256)])
+def test_weight_statistics_equal_v_transpose_h_in_both_forms(m, rows):
+  # (64, 128) and (16, 256) take the transposed form on CPU, the others the plain dot.
+  r = np.random.default_rng(m + rows)
+  v, h = r.random((3, rows, 200)).astype(np.float32), r.random((3, rows, m)).astype(np.float32)
+  want = np.einsum("sbn,sbm->snm", v.astype(np.float64), h)
+  one = jax.jit(train._weight_statistics)(v[0], h[0])
+  many = jax.jit(jax.vmap(train._weight_statistics))(v, h)
+  np.testing.assert_allclose(one, want[0], rtol=2e-5, atol=1e-4)
+  np.testing.assert_allclose(many, want, rtol=2e-5, atol=1e-4)
+  jaxpr = str(jax.make_jaxpr(train._weight_statistics)(v[0], h[0]))
+  transposed = jax.default_backend() == "cpu" and m <= 64 and rows >= 128
+  assert ("optimization_barrier" in jaxpr) == transposed
+
+
 def test_pcd_gradient_averaged_over_chains_matches_exact():
   p, data = _tiny_problem(1)
   exact = _flat(_exact_nll_grad(p, data))
