@@ -1,4 +1,4 @@
-"""Bernoulli draws for the samplers: the one place where uniforms are generated."""
+"""Random draws for samplers and training: Bernoulli uniforms and minibatch permutations."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from jax import Array
 from jax.extend.random import threefry2x32_p
 from jax.typing import ArrayLike
 
-__all__ = ["bernoulli", "uniforms", "DEFAULT_UNIFORM_BITS", "resolve_uniform_bits"]
+__all__ = ["bernoulli", "uniforms", "permutation", "DEFAULT_UNIFORM_BITS", "resolve_uniform_bits"]
 
 # None: chosen per backend by measurement (benchmarks/results/). On CPU, 16-bit uniforms (two
 # draws per 32-bit random word; resolution 2^-16, so P(draw = 1) = round(p * 2^16) / 2^16,
@@ -107,3 +107,25 @@ def bernoulli(key: Array, p: ArrayLike, uniform_bits: int | None = DEFAULT_UNIFO
   dtype = p.dtype if jnp.issubdtype(p.dtype, jnp.floating) else jnp.float32
   u, scale = uniforms(key, p.shape, uniform_bits)
   return (u < p * scale).astype(dtype)
+
+
+def permutation(key: Array, n: int) -> Array:
+  """A uniformly random permutation of `0 .. n - 1`: (n,) int32.
+
+  The law of `jax.random.permutation`: positions are stably sorted by independent random keys,
+  over as many rounds as it takes for the keys to hold >= 3 log2(n) random bits together, so
+  that a tie (which keeps the previous order) has probability below 1/n. Each round packs its
+  random bits above the position's `b = bit_length(n - 1)` bits into one uint32 and sorts that
+  alone: XLA's CPU sort of a plain uint32 array ran 5x faster than the key-value sort inside
+  `jax.random.permutation` (3 rounds took ~3 ms against 10 ms at n = 16,384).
+  """
+  b = max(1, (n - 1).bit_length())
+  free = 32 - b
+  if free < 8:  # over 2^24 items: too few random bits per round
+    return jax.random.permutation(key, n).astype(jnp.int32)
+  positions = jax.lax.iota(jnp.uint32, n)
+  order = positions
+  for k in jax.random.split(key, -(-3 * b // free)):
+    packed = (jax.random.bits(k, (n,), jnp.uint32) >> b << b) | positions
+    order = order[jnp.sort(packed) & ((1 << b) - 1)]
+  return order.astype(jnp.int32)

@@ -24,7 +24,7 @@ from jax.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from aerbm_jax import checkpoint, optim, parallel, partition, rbm, sampling
-from aerbm_jax._rng import DEFAULT_UNIFORM_BITS, resolve_uniform_bits
+from aerbm_jax._rng import DEFAULT_UNIFORM_BITS, permutation, resolve_uniform_bits
 from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 from aerbm_jax.sampling import GibbsState
 
@@ -246,7 +246,7 @@ def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig, shar
   n_batches = n // config.batch_size
   tx = make_optimizer(config, n_batches)
   key_perm, key_steps = jax.random.split(key)
-  perm = jax.random.permutation(key_perm, n)[: n_batches * config.batch_size]
+  perm = permutation(key_perm, n)[: n_batches * config.batch_size]
   batches = parallel.constrain(data[perm].reshape(n_batches, config.batch_size, d),
                                shard and shard[0])
 

@@ -1,4 +1,5 @@
-"""Uniforms for the samplers: the Threefry-2x32 words, their distribution, every key kind."""
+"""Random draws: the samplers' Threefry-2x32 uniforms and their distribution, every key kind,
+and the training epochs' permutations."""
 
 import jax
 import jax.numpy as jnp
@@ -90,3 +91,43 @@ def test_bernoulli_matches_p_at_the_uniform_resolution():
   expected = np.round(np.asarray(p, np.float64) * 2**16) / 2**16
   np.testing.assert_allclose(freq, expected, atol=4 * np.sqrt(0.25 / 200_000))
   assert freq[0] == 0 and freq[1] == 0 and freq[4] == 1
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 16, 17, 4096, 60000])
+@pytest.mark.parametrize("impl", ["threefry2x32", "rbg"])
+def test_permutation_takes_every_index_once(n, impl):
+  p = np.asarray(_rng.permutation(jax.random.key(n, impl=impl), n))
+  assert p.dtype == np.int32 and np.array_equal(np.sort(p), np.arange(n))
+
+
+@pytest.mark.parametrize("n", [5, 4096])
+def test_permutation_is_a_stable_sort_by_the_round_keys(n):
+  # The spec written plainly: each round sorts the current order by the round's random bits
+  # above the b index bits, ties kept in order. 4096 takes two rounds.
+  key, b = jax.random.key(3), (n - 1).bit_length()
+  keys = jax.random.split(key, -(-3 * b // (32 - b)))
+  order = np.arange(n)
+  for k in keys:
+    high = np.asarray(jax.random.bits(k, (n,), jnp.uint32)) >> b
+    order = order[np.lexsort((np.arange(n), high))]
+  np.testing.assert_array_equal(_rng.permutation(key, n), order)
+
+
+def test_permutation_is_uniform_over_all_orders():
+  draws = np.asarray(jax.jit(jax.vmap(lambda k: _rng.permutation(k, 5)))(
+    jax.random.split(jax.random.key(0), 24_000)))
+  codes = draws @ 5 ** np.arange(5)
+  _, counts = np.unique(codes, return_counts=True)
+  assert len(counts) == 120  # every order occurs, 200 times expected
+  assert stats.chisquare(counts).pvalue > 1e-3
+
+
+def test_permutation_over_two_rounds_places_each_item_uniformly():
+  # n = 4096 takes two sort rounds: where do the first 8 items land, over 16 bins?
+  draws = np.asarray(jax.jit(jax.vmap(lambda k: _rng.permutation(k, 4096)))(
+    jax.random.split(jax.random.key(1), 2_000)))
+  where = np.argsort(draws, axis=1)[:, :8] // 256
+  counts = np.stack([np.bincount(where[:, i], minlength=16) for i in range(8)])
+  assert stats.chisquare(counts.ravel()).pvalue > 1e-3
+  rank = np.argsort(draws, axis=1)
+  assert stats.binomtest(int(np.sum(rank[:, 0] < rank[:, 1])), 2_000).pvalue > 1e-3
