@@ -117,7 +117,7 @@ def permutation(key: Array, n: int) -> Array:
   that a tie (which keeps the previous order) has probability below 1/n. Each round packs its
   random bits above the position's `b = bit_length(n - 1)` bits into one uint32 and sorts that
   alone: XLA's CPU sort of a plain uint32 array ran 5x faster than the key-value sort inside
-  `jax.random.permutation` (3 rounds took ~3 ms against 10 ms at n = 16,384).
+  `jax.random.permutation` (3 rounds took 3.5 ms against 11.4 ms at n = 16,384).
   """
   b = max(1, (n - 1).bit_length())
   free = 32 - b
