@@ -22,9 +22,8 @@ import numpy as np
 import optax
 from jax import Array
 from jax.typing import ArrayLike
-from tqdm.auto import tqdm
 
-from aerbm_jax import checkpoint
+from aerbm_jax import checkpoint, loop
 
 __all__ = [
   "AEConfig",
@@ -86,8 +85,7 @@ def lecun_normal(key: Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -
   """Flax's default kernel initialiser (LeCun truncated normal), drawn on a flat shape.
 
   The same values bit for bit (the random bits depend only on the flat index), but XLA's CPU
-  compiler takes seconds on a (3, 3, 8, 16) draw and well under one on a flat one: the
-  quick autoencoder's initialisation compiled in 8 s with the default, ~1 s with this.
+  compiler takes seconds on a (3, 3, 8, 16) draw and well under one on a flat one.
   `shape`: Dense `(in, out)` or Conv `(kh, kw, in, out)`; the fan-in is all but the last axis.
   """
   fan_in = math.prod(shape[:-1])
@@ -180,7 +178,7 @@ def init(key: Array, config: AEConfig) -> Any:
 
 
 # Compiled whole: run eagerly, flax's init and apply compile every initialiser and layer as a
-# program of its own (~160 compiles and 12 s for the quick digits autoencoder's init).
+# program of its own.
 @partial(jax.jit, static_argnames=("config",))
 def _init(key: Array, config: AEConfig) -> Any:
   shape = (1, config.image_size, config.image_size, config.channels)
@@ -278,6 +276,15 @@ def held_out_mse(params: Any, config: AEConfig, images: ArrayLike, batch: int = 
   return float(np.mean((rec - np.asarray(images)) ** 2))
 
 
+class _Run(NamedTuple):
+  """The host loop's state: parameters, Adam state and the curves so far."""
+
+  params: Any
+  opt_state: Any
+  losses: np.ndarray  # shape=(epochs * n_batches,): each minibatch update's loss
+  held_out: np.ndarray  # shape=(epochs,): held-out MSE every 5th epoch and the last, else NaN
+
+
 def fit(
   key: Array,
   params: Any,
@@ -290,14 +297,24 @@ def fit(
 ) -> tuple[Any, AEHistory]:
   """Train on `images: (N, H, W, C)` with Adam on MSE.
 
-  One compiled call per minibatch from a host loop: XLA's CPU convolutions run tens of times
-  slower inside a `lax.scan` body than as a top-level computation (measured), and a step of
-  this size amortises the dispatch. Raises FloatingPointError naming the epoch if the loss
-  becomes NaN or inf.
+  One compiled call per minibatch from the host loop (`loop.run`, one unit per update): XLA's
+  CPU convolutions run far slower inside a `lax.scan` body than as a top-level computation,
+  and a step of this size amortises the dispatch. Raises FloatingPointError naming the epoch
+  if the loss becomes NaN or inf.
 
-  With `checkpoint_dir`, parameters, Adam state and losses are checkpointed after minibatch
-  updates (at most every `checkpoint_every_s` seconds, and on KeyboardInterrupt); a folder that
-  already holds a checkpoint resumes from it, bit for bit.
+  Args:
+    key: PRNG key (minibatch orders and augmentations; epoch e uses `fold_in(key, e)`).
+    params: initial parameters from `init` (not modified).
+    images: training images in [0, 1].
+    config: architecture and training settings.
+    held_out: images whose MSE is tracked every 5th epoch and at the end.
+    checkpoint_dir: parameters, Adam state and losses are checkpointed at epoch ends (at most
+      every `checkpoint_every_s` seconds), at the end, and on KeyboardInterrupt; a folder that
+      already holds a checkpoint resumes from it, bit for bit.
+    checkpoint_every_s: the least time between two periodic checkpoints.
+
+  Returns:
+    The trained parameters and the per-epoch `AEHistory`.
   """
   config.validate()
   x = _check_images(images, config)
@@ -308,59 +325,60 @@ def fit(
     held_out, config, "held-out images")
   n_batches = x.shape[0] // config.batch_size
   params = jax.tree.map(jnp.copy, params)  # steps donate their buffers; keep the caller's
-  opt_state = _optimizer(config).init(params)
-  losses = np.full(config.epochs * n_batches, np.nan, np.float32)
-  held_hist = np.full(config.epochs, np.nan, np.float32)
-  done = 0  # minibatch updates so far
+  start = _Run(params, _optimizer(config).init(params),
+               np.full(config.epochs * n_batches, np.nan, np.float32),
+               np.full(config.epochs, np.nan, np.float32))
   progress = None
   if checkpoint_dir is not None:
     progress = checkpoint.Progress(checkpoint_dir, checkpoint_every_s)
-    meta = {"model": "autoencoder", "config": dataclasses.asdict(config),
-            "n_images": int(x.shape[0]), "key": np.asarray(jax.random.key_data(key)).tolist()}
+  meta = {"model": "autoencoder", "config": dataclasses.asdict(config),
+          "n_images": int(x.shape[0]), "key": np.asarray(jax.random.key_data(key)).tolist()}
+  orders: dict[int, tuple[np.ndarray, Array]] = {}  # epoch -> (minibatch order, step keys)
 
-    def tree():
-      return {"params": params, "opt_state": opt_state, "losses": losses, "held_out": held_hist}
-
-    if progress.latest_step() is not None:
-      saved, saved_meta = progress.restore(tree(), meta)
-      params, opt_state = saved["params"], saved["opt_state"]
-      losses, held_hist = np.array(saved["losses"]), np.array(saved["held_out"])
-      done = saved_meta["step"]
-
-  def save(force: bool) -> None:
-    if progress is not None:
-      progress.save(done, tree(), {**meta, "step": done}, force=force)
-
-  bar = tqdm(total=config.epochs * n_batches, initial=done, desc="autoencoder", unit="step",
-             disable=not config.progress, leave=False)
-  try:
-    for epoch in range(done // n_batches, config.epochs):
+  def order(epoch: int) -> tuple[np.ndarray, Array]:
+    if epoch not in orders:
       key_perm, key_aug = jax.random.split(jax.random.fold_in(key, epoch))
-      perm = np.asarray(jax.random.permutation(key_perm, x.shape[0]))
-      step_keys = jax.random.split(key_aug, n_batches)
-      for i in range(done - epoch * n_batches, n_batches):
-        batch = x[perm[i * config.batch_size : (i + 1) * config.batch_size]]
-        params, opt_state, loss = _step(params, opt_state, batch, step_keys[i], config)
-        losses[done] = loss
-        done += 1
-        bar.update(1)
-      loss = float(np.mean(losses[epoch * n_batches : done]))
-      if not math.isfinite(loss):
-        step = None if progress is None else progress.latest_step()
-        last = "" if progress is None else (
-          f"; the last good checkpoint (step {step}) is in {progress.directory}"
-          if step is not None else "; it diverged before the first checkpoint")
-        raise FloatingPointError(f"autoencoder training diverged in epoch {epoch} (loss {loss}); "
-                                 f"lower learning_rate{last}")
+      orders.clear()
+      orders[epoch] = (np.asarray(jax.random.permutation(key_perm, x.shape[0])),
+                       jax.random.split(key_aug, n_batches))
+    return orders[epoch]
+
+  def advance(run: _Run, done: int, n: int):
+    epoch, i = divmod(done, n_batches)
+    perm, step_keys = order(epoch)
+    batch = x[perm[i * config.batch_size : (i + 1) * config.batch_size]]
+    return _step(run.params, run.opt_state, batch, step_keys[i], config)
+
+  def accept(run: _Run, out, done: int, n: int) -> _Run:
+    params, opt_state, loss = out
+    run.losses[done] = loss
+    epoch, i = divmod(done, n_batches)
+    if i == n_batches - 1:  # the epoch's last update: check it, and score the held-out images
+      mean = float(np.mean(run.losses[epoch * n_batches : done + 1]))
+      if not math.isfinite(mean):
+        raise FloatingPointError(f"autoencoder training diverged in epoch {epoch} (loss "
+                                 f"{mean}); lower learning_rate"
+                                 + loop.where_saved(progress, "step"))
       if held is not None and (epoch % 5 == 0 or epoch == config.epochs - 1):
-        held_hist[epoch] = held_out_mse(params, config, held)
-      bar.set_postfix(mse=f"{loss:.4f}", held=f"{held_hist[epoch]:.4f}")
-      save(epoch == config.epochs - 1)  # periodic saves only at checked epoch boundaries
-  except KeyboardInterrupt:
-    if not any(leaf.is_deleted() for leaf in jax.tree.leaves((params, opt_state))):
-      save(True)
-    raise
-  finally:
-    bar.close()
-  train_mse = losses.reshape(config.epochs, n_batches).mean(1)
-  return params, AEHistory(train_mse, held_hist)
+        run.held_out[epoch] = held_out_mse(params, config, held)
+    return _Run(params, opt_state, run.losses, run.held_out)
+
+  def postfix(run: _Run, done: int) -> dict | None:
+    if done % n_batches:
+      return None
+    epoch = done // n_batches - 1
+    mse = float(np.mean(run.losses[epoch * n_batches : done]))
+    return {"mse": f"{mse:.4f}", "held": f"{run.held_out[epoch]:.4f}"}
+
+  chunks = loop.Chunks(
+    total=config.epochs * n_batches, size=lambda done: 1, advance=advance, accept=accept,
+    to_tree=lambda run: {"params": run.params, "opt_state": run.opt_state,
+                         "losses": run.losses, "held_out": run.held_out},
+    from_tree=lambda run, tree: _Run(tree["params"], tree["opt_state"],
+                                     np.array(tree["losses"]), np.array(tree["held_out"])),
+    may_save=lambda done: done % n_batches == 0,  # periodic saves at checked epoch ends only
+    postfix=postfix)
+  run = loop.run(start, chunks, progress, meta, desc="autoencoder", unit="step",
+                 show=config.progress)
+  train_mse = run.losses.reshape(config.epochs, n_batches).mean(1)
+  return run.params, AEHistory(train_mse, run.held_out)

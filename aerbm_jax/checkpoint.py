@@ -1,9 +1,11 @@
 """Orbax checkpoints: atomic saves of pytrees, RBMs restored with their kind, and periodic
-training checkpoints (`Progress`) that let a killed run resume bit for bit."""
+training checkpoints (`Progress`) that let a killed run resume bit for bit.
+
+Run directories (configs, a finished run's models) are `runs`; this module only stores trees.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -16,40 +18,7 @@ import orbax.checkpoint as ocp
 
 from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 
-__all__ = ["save", "restore", "load_rbm", "check_rbm", "new_run_dir", "read_config", "write_text",
-           "Progress"]
-
-
-def new_run_dir(run_dir: str | Path, config: Any) -> Path:
-  """Create a run directory holding `config.json`; an existing, non-empty one is an error."""
-  run_dir = Path(run_dir)
-  if run_dir.exists() and any(run_dir.iterdir()):
-    raise FileExistsError(f"run directory {run_dir} exists and is not empty; choose another --out")
-  run_dir.mkdir(parents=True, exist_ok=True)
-  write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(config), indent=1))
-  return run_dir
-
-
-def read_config(run_dir: str | Path, cls: type, tuple_fields: tuple[str, ...] = ()) -> Any:
-  """The frozen config dataclass `cls` stored in `run_dir/config.json`, validated.
-
-  JSON lists become tuples for `tuple_fields`; a missing file, a field `cls` lacks (another
-  kind of run, or another version) and a bad value are ValueErrors or FileNotFoundErrors.
-  """
-  path = Path(run_dir) / "config.json"
-  if not path.is_file():
-    raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.json")
-  raw = json.loads(path.read_text())
-  unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(cls)})
-  if unknown:
-    raise ValueError(f"{path} has unknown field(s) {', '.join(unknown)}: it was not written "
-                     f"by this version's {cls.__name__} (another kind of run, or version)")
-  for name in tuple_fields:
-    if name in raw:
-      raw[name] = tuple(raw[name])
-  config = cls(**raw)
-  config.validate()
-  return config
+__all__ = ["save", "restore", "load_rbm", "check_rbm", "write_text", "Progress"]
 
 
 def write_text(path: str | Path, text: str) -> Path:

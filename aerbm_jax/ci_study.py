@@ -24,83 +24,19 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from aerbm_jax import autoencoder as ae
-from aerbm_jax import checkpoint, data, metrics, parallel, rbm, sampling, train
+from aerbm_jax import checkpoint, data, metrics, parallel, partition, rbm, sampling, train
+from aerbm_jax.configs import CIStudyConfig
+from aerbm_jax.runs import load_study_config, new_run_dir
 
-__all__ = ["CIStudyConfig", "QUICK", "make_study_config", "run_study"]
-
-
-@dataclasses.dataclass(frozen=True)
-class CIStudyConfig:
-  name: str = "ci_study"
-  data: str | None = None  # a folder of images instead of generated Mondrian compositions
-  dataset: str = "mondrian"  # "mondrian" or "faces" when no folder is given
-  image_size: int = 32
-  channels: int = 3
-  n_values: tuple[int, ...] = (25, 50, 100, 400)  # training-set sizes
-  latent_dims: tuple[int, ...] = (16, 32, 64, 128)
-  seeds: int = 16
-  bootstrap: bool = False  # each seed trains on its own resample of the N images
-  n_held_out: int = 200
-  hidden: int = 64
-  rbm_updates: int = 1500  # gradient updates per RBM, whatever N is
-  rbm_batch_size: int = 16
-  rbm_learning_rate: float = 0.01
-  pixel_learning_rate: float = 0.005
-  ae_updates: int = 600
-  ae_features: tuple[int, ...] = (16, 32, 64)
-  moment_chains: int = 200  # samples per seed for the model's mean and covariance
-  moment_steps: int = 200
-  cov_dims: int = 48  # covariance and W W^T on the first cov_dims visible units
-  ais_chains: int = 32
-  ais_betas: int = 1000
-  seed: int = 0
-  shard: bool = False  # split the seeds (then minibatches) over every device and host
-
-  def validate(self) -> None:
-    for f in dataclasses.fields(self):
-      v = getattr(self, f.name)
-      if f.type == "int" and (not isinstance(v, int) or v < (0 if f.name == "seed" else 1)):
-        raise ValueError(f"{f.name} must be a positive int, got {v!r}")
-      if f.type == "float" and (not math.isfinite(v) or v <= 0):
-        raise ValueError(f"{f.name} must be finite and > 0, got {v!r}")
-    if self.seeds < 2:
-      raise ValueError(f"seeds must be >= 2 to measure a spread, got {self.seeds}")
-    if not self.n_values or min(self.n_values) < 2 or not self.latent_dims:
-      raise ValueError("n_values (each >= 2) and latent_dims must not be empty")
-    if self.dataset not in ("mondrian", "faces"):
-      raise ValueError(f"dataset must be 'mondrian' or 'faces', got {self.dataset!r}")
-
-
-QUICK: dict[str, Any] = dict(
-  image_size=16, n_values=(12, 24), latent_dims=(8,), seeds=4, n_held_out=16, hidden=8,
-  rbm_updates=30, rbm_batch_size=4, ae_updates=20, ae_features=(8, 16), moment_chains=16,
-  moment_steps=10, cov_dims=8, ais_chains=4, ais_betas=50)
-
-
-def make_study_config(*, quick: bool = False, **overrides: Any) -> CIStudyConfig:
-  fields = {f.name for f in dataclasses.fields(CIStudyConfig)}
-  unknown = sorted(set(overrides) - fields)
-  if unknown:
-    raise ValueError(f"ci_study has no config field(s) {', '.join(unknown)}; "
-                     f"its fields: {', '.join(sorted(fields - {'name'}))}")
-  values = {**(QUICK if quick else {}), **overrides}
-  config = CIStudyConfig(**values)
-  config.validate()
-  return config
+__all__ = ["run_study"]
 
 
 def _pool(config: CIStudyConfig) -> tuple[np.ndarray, np.ndarray, str]:
   """Training pool (enough for the largest N) and held-out images."""
   need = max(config.n_values)
-  if config.data:
-    images, _ = data.load_folder(config.data, config.image_size, config.channels)
-    source = f"folder {config.data}"
-  elif config.dataset == "faces":
-    images = data.lfw_faces(config.image_size, config.channels)
-    source = "scikit-image LFW face crops"
-  else:
-    images = data.mondrian_batch(need + config.n_held_out, config.image_size, config.seed)
-    source = f"procedural Mondrian compositions (seed {config.seed})"
+  n = need + config.n_held_out if config.dataset == "mondrian" and not config.data else None
+  images, _, source = data.load_source(config.dataset, config.image_size, config.channels,
+                                       folder=config.data, n=n, seed=config.seed)
   held = min(config.n_held_out, len(images) // 4)
   pool, held_out = images[: len(images) - held], images[len(images) - held:]
   too_big = [n for n in config.n_values if n > len(pool)]
@@ -113,7 +49,7 @@ def _pool(config: CIStudyConfig) -> tuple[np.ndarray, np.ndarray, str]:
 def _fit_seeds(key, x: np.ndarray, config: CIStudyConfig, lr: float):
   """S seeds of one setting in one vmapped call: stacked params."""
   keys = jax.random.split(key, config.seeds)
-  init = jax.vmap(lambda k: rbm.init(k, x.shape[1], config.hidden, data=x))(keys)
+  init = jax.vmap(lambda key: rbm.init(key, x.shape[1], config.hidden, data=x))(keys)
   batch = min(config.rbm_batch_size, len(x))
   epochs = max(1, math.ceil(config.rbm_updates / (len(x) // batch)))
   cfg = train.TrainConfig(method="cd", epochs=epochs, batch_size=batch, learning_rate=lr,
@@ -128,10 +64,10 @@ def _fit_seeds(key, x: np.ndarray, config: CIStudyConfig, lr: float):
 def _model_samples(key, params, config: CIStudyConfig) -> np.ndarray:
   """`E[v | h]` after `moment_steps` sweeps, `(S, moment_chains, n_visible)`."""
 
-  def one(k, p):
-    _, h = sampling.sample(k, p, n_chains=config.moment_chains, n_steps=config.moment_steps,
+  def one(key, p):
+    v, h = sampling.sample(key, p, n_chains=config.moment_chains, n_steps=config.moment_steps,
                            return_hidden=True)
-    return rbm.visible_mean(p, h)
+    return sampling.chain_means(p, sampling.GibbsState(v, h))
 
   return np.asarray(jax.jit(jax.vmap(one))(jax.random.split(key, config.seeds), params))
 
@@ -160,11 +96,6 @@ def _quality(samples_px: np.ndarray, held: np.ndarray, rng: np.random.Generator)
   return {"mmd2": m.mmd2, "mmd_p_value": m.p_value, "precision": p, "recall": r}
 
 
-def load_study_config(run_dir: str | Path) -> CIStudyConfig:
-  """The `CIStudyConfig` stored in a study's `config.json`."""
-  return checkpoint.read_config(run_dir, CIStudyConfig, ("n_values", "latent_dims", "ae_features"))
-
-
 def run_study(config: CIStudyConfig, run_dir: str | Path, *, resume: bool = False
               ) -> dict[str, Any]:
   """Run the study; results go to `run_dir`.
@@ -180,7 +111,7 @@ def run_study(config: CIStudyConfig, run_dir: str | Path, *, resume: bool = Fals
       raise ValueError(f"--resume {run_dir}: its config differs; resume without options")
     run_dir = Path(run_dir)
   else:
-    run_dir = checkpoint.new_run_dir(run_dir, config)
+    run_dir = new_run_dir(run_dir, config)
   done_dir = run_dir / "checkpoints" / "settings"
   done_dir.mkdir(parents=True, exist_ok=True)
   t_start = time.perf_counter()
@@ -197,13 +128,13 @@ def run_study(config: CIStudyConfig, run_dir: str | Path, *, resume: bool = Fals
       rows.append(json.loads(saved.read_text()))
       continue
     rng = np.random.default_rng([config.seed, index])
-    k = jax.random.fold_in(key, index)
-    k_fit, k_samp, k_ae, k_ais = jax.random.split(k, 4)
+    key_fit, key_samples, key_ae, key_ll, key_ae_init = jax.random.split(
+      jax.random.fold_in(key, index), 5)
     x = pool[:n]
     t0 = time.perf_counter()
     if d is None:
-      params = _fit_seeds(k_fit, x.reshape(n, -1), config, config.pixel_learning_rate)
-      samples = _model_samples(k_samp, params, config)
+      params = _fit_seeds(key_fit, x.reshape(n, -1), config, config.pixel_learning_rate)
+      samples = _model_samples(key_samples, params, config)
       pixels = samples.reshape((config.seeds, -1) + shape)
       row = {"space": "pixels", "visible": int(np.prod(shape))}
     else:
@@ -211,16 +142,16 @@ def run_study(config: CIStudyConfig, run_dir: str | Path, *, resume: bool = Fals
       ae_cfg = ae.AEConfig(image_size=config.image_size, channels=config.channels,
                            latent_dim=d, features=config.ae_features, epochs=epochs,
                            batch_size=min(16, n), augment=True, progress=False)
-      ae_params, _ = ae.fit(k_ae, ae.init(k_ae, ae_cfg), x, ae_cfg)
+      ae_params, _ = ae.fit(key_ae, ae.init(key_ae_init, ae_cfg), x, ae_cfg)
       z = ae.encode_batched(ae_params, ae_cfg, x)
-      params = _fit_seeds(k_fit, z, config, config.rbm_learning_rate)
-      samples = _model_samples(k_samp, params, config)
+      params = _fit_seeds(key_fit, z, config, config.rbm_learning_rate)
+      samples = _model_samples(key_samples, params, config)
       pixels = ae.decode_batched(ae_params, ae_cfg, samples.reshape(-1, d)).reshape(
         (config.seeds, -1) + shape)
       first = jax.tree.map(lambda a: a[0], params)
       z_held = ae.encode_batched(ae_params, ae_cfg, held)
-      ll = metrics.log_likelihood_estimate(k_ais, first, z_held, n_chains=config.ais_chains,
-                                           n_betas=config.ais_betas, base_data=z)
+      ll = partition.log_likelihood_estimate(key_ll, first, z_held, n_chains=config.ais_chains,
+                                             n_betas=config.ais_betas, base_data=z)
       row = {"space": f"latent{d}", "visible": d,
              "ae_train_mse": ae.held_out_mse(ae_params, ae_cfg, x),
              "ae_held_out_mse": ae.held_out_mse(ae_params, ae_cfg, held),

@@ -16,7 +16,6 @@ Ctrl-C (or SIGTERM) checkpoints the training stage in progress and exits with co
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import signal
 import sys
@@ -42,34 +41,29 @@ def _parse_tuple(text: str) -> tuple[int, ...]:
 
 def _config_fields() -> dict[str, set[str]]:
   """Field names of each experiment config: the recipe's and the CI study's."""
-  from aerbm_jax.ci_study import CIStudyConfig
-  from aerbm_jax.experiment import ExperimentConfig
+  from aerbm_jax.configs import CIStudyConfig, ExperimentConfig, field_kinds
 
-  return {kind: {f.name for f in dataclasses.fields(cls)} - {"name"}
+  return {kind: set(field_kinds(cls)) - {"name"}
           for kind, cls in (("recipe", ExperimentConfig), ("ci_study", CIStudyConfig))}
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
-  from aerbm_jax.ci_study import CIStudyConfig
-  from aerbm_jax.experiment import ExperimentConfig
+  from aerbm_jax.configs import CIStudyConfig, ExperimentConfig, field_kinds
 
   group = parser.add_argument_group(
     "config fields (override the preset; see ExperimentConfig, or CIStudyConfig for ci_study)")
-  seen: set[str] = set()
-  for f in [*dataclasses.fields(ExperimentConfig), *dataclasses.fields(CIStudyConfig)]:
-    if f.name in ("name",) or f.name in _SHORT or f.name in seen:
+  kinds = {**field_kinds(CIStudyConfig), **field_kinds(ExperimentConfig)}
+  for name, kind in kinds.items():
+    if name == "name" or name in _SHORT:
       continue
-    seen.add(f.name)
-    flag = "--" + f.name.replace("_", "-")
-    kind = f.type
+    flag = "--" + name.replace("_", "-")
     if kind == "bool":
-      group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
-    elif kind.startswith("tuple"):
-      group.add_argument(flag, dest=f.name, type=_parse_tuple, default=None, metavar="N,N,...")
+      group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None)
+    elif kind == "ints":
+      group.add_argument(flag, dest=name, type=_parse_tuple, default=None, metavar="N,N,...")
     else:
       typ = {"int": int, "float": float}.get(kind, str)
-      group.add_argument(flag, dest=f.name, type=typ, default=None,
-                         metavar=typ.__name__.upper())
+      group.add_argument(flag, dest=name, type=typ, default=None, metavar=typ.__name__.upper())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -130,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-  from aerbm_jax.ci_study import make_study_config, run_study
-  from aerbm_jax.experiment import make_config, run_experiment
+  from aerbm_jax.ci_study import run_study
+  from aerbm_jax.configs import make_config, make_study_config
+  from aerbm_jax.experiment import run_experiment
 
   fields = _config_fields()
   kind = "ci_study" if args.name == "ci_study" else "recipe"
@@ -159,8 +154,9 @@ def _experiment(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace, kind: str, given: dict) -> int:
-  from aerbm_jax.ci_study import load_study_config, run_study
-  from aerbm_jax.experiment import load_config, run_experiment
+  from aerbm_jax.ci_study import run_study
+  from aerbm_jax.experiment import run_experiment
+  from aerbm_jax.runs import load_config, load_study_config
 
   extra = sorted(given) + [f for f in ("data", "out", "seed", "quick") if getattr(args, f)]
   if extra:
@@ -203,7 +199,7 @@ def _use_compile_cache(flag: str | None) -> None:
   """Point JAX's persistent compilation cache at `flag` (or the default folder).
 
   A rerun then loads every program that took over 0.1 s to compile instead of compiling it
-  again (measured on a 2-core CPU: `experiment digits --quick` 28-29 s cold, 14-17 s warm).
+  again (the README gives cold and warm times).
   """
   import jax
 

@@ -16,8 +16,9 @@ import jax
 import numpy as np
 
 from aerbm_jax import autoencoder as ae
-from aerbm_jax import metrics
-from aerbm_jax.experiment import load_run, load_split, sample_means
+from aerbm_jax import checkpoint, metrics, partition
+from aerbm_jax.experiment import decoded_samples
+from aerbm_jax.runs import load_run, load_split
 
 __all__ = ["evaluate_run"]
 
@@ -32,7 +33,17 @@ def _scores(samples: np.ndarray, train: np.ndarray, held: np.ndarray, k: int) ->
 
 def evaluate_run(run_dir: str | Path, *, n_samples: int = 256, steps: int = 1000,
                  seed: int = 0) -> dict[str, Any]:
-  """Compute the metrics, merge them into `metrics.json["evaluation"]`, write `evaluation.md`."""
+  """Compute the metrics, merge them into `metrics.json["evaluation"]`, write `evaluation.md`.
+
+  Args:
+    run_dir: a finished recipe run directory.
+    n_samples: samples per model.
+    steps: Gibbs sweeps per chain.
+    seed: the seed of the samples and AIS runs.
+
+  Returns:
+    The evaluation's results (also under "evaluation" in `metrics.json`).
+  """
   run_dir = Path(run_dir)
   config, ae_params, lat, pix, scaler = load_run(run_dir)
   ae_cfg = config.ae_config()
@@ -40,11 +51,11 @@ def evaluate_run(run_dir: str | Path, *, n_samples: int = 256, steps: int = 1000
   if len(x_held) < 5:
     raise ValueError(f"{run_dir}: only {len(x_held)} held-out images; metrics need >= 5 "
                      "(raise held_out_fraction or use more images)")
-  k_lat, k_pix, k_ll1, k_ll2 = jax.random.split(jax.random.key(seed), 4)
-  z = sample_means(k_lat, lat, n_samples, steps, "latent RBM chains")
-  ae_rbm = ae.decode_batched(ae_params, ae_cfg, scaler.inverse(z))
-  px = sample_means(k_pix, pix, n_samples, steps, "pixel RBM chains")
-  pixel_rbm = px.reshape((-1,) + x_train.shape[1:])
+  key_latent, key_pixel, key_latent_ll, key_pixel_ll = jax.random.split(jax.random.key(seed), 4)
+  ae_rbm = decoded_samples(key_latent, lat, n_samples, steps, "latent RBM chains",
+                           lambda z: ae.decode_batched(ae_params, ae_cfg, scaler.inverse(z)))
+  pixel_rbm = decoded_samples(key_pixel, pix, n_samples, steps, "pixel RBM chains",
+                              lambda v: v.reshape((-1,) + x_train.shape[1:]))
   k = min(3, len(x_held) - 1)
 
   spaces = {
@@ -65,17 +76,17 @@ def evaluate_run(run_dir: str | Path, *, n_samples: int = 256, steps: int = 1000
   z_held = scaler.forward(ae.encode_batched(ae_params, ae_cfg, x_held))
   ll_kw = dict(n_chains=max(config.ais_chains, 2), n_betas=max(config.ais_betas, 100))
   results["log_likelihood"] = {
-    "latent_rbm_nats_per_code": metrics.log_likelihood_estimate(
-      k_ll1, lat, z_held, base_data=z_train, **ll_kw)._asdict(),
-    "pixel_rbm_nats_per_image": metrics.log_likelihood_estimate(
-      k_ll2, pix, x_held.reshape(len(x_held), -1), base_data=x_train.reshape(len(x_train), -1),
+    "latent_rbm_nats_per_code": partition.log_likelihood_estimate(
+      key_latent_ll, lat, z_held, base_data=z_train, **ll_kw)._asdict(),
+    "pixel_rbm_nats_per_image": partition.log_likelihood_estimate(
+      key_pixel_ll, pix, x_held.reshape(len(x_held), -1), base_data=x_train.reshape(len(x_train), -1),
       **ll_kw)._asdict(),
   }
   path = run_dir / "metrics.json"
   merged = json.loads(path.read_text()) if path.exists() else {}
   merged["evaluation"] = results
-  path.write_text(json.dumps(merged, indent=1))
-  (run_dir / "evaluation.md").write_text(_table(results))
+  checkpoint.write_text(path, json.dumps(merged, indent=1))
+  checkpoint.write_text(run_dir / "evaluation.md", _table(results))
   return results
 
 

@@ -1,11 +1,13 @@
-"""Sample-quality and estimation metrics on `(N, d)` feature arrays, and RBM test likelihoods.
+"""Sample-quality and estimation metrics on `(N, d)` feature arrays.
 
 - `mmd`: unbiased squared MMD with a Gaussian kernel (median-distance bandwidth) and a
   permutation-test p-value.
 - `precision_recall`: k-NN precision and recall (Kynkaenniemi et al. 2019).
-- `memorization`: how close samples come to the training set compared with new images.
-- `log_likelihood_estimate`: mean log p(v) in nats, exact when enumerable, else AIS with an interval.
+- `nearest_sq_dists`, `memorization`: how close samples come to the training set compared
+  with new images.
 - `seed_spread`: 95% interval widths of a quantity estimated once per seed.
+
+Test log-likelihoods of RBMs are `partition.log_likelihood_estimate`.
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ import numpy as np
 from jax import Array
 from jax.typing import ArrayLike
 
-from aerbm_jax import partition, rbm
+from aerbm_jax import rbm
 
 __all__ = [
   "MMDResult", "mmd", "precision_recall", "MemorizationResult", "memorization",
-  "LikelihoodResult", "log_likelihood_estimate", "SpreadResult", "seed_spread",
-  "pairwise_sq_dists", "downsample_features",
+  "SpreadResult", "seed_spread", "pairwise_sq_dists", "nearest_sq_dists", "downsample_features",
 ]
 
 _mm = rbm.exact_matmul
@@ -46,6 +47,12 @@ def pairwise_sq_dists(x: ArrayLike, y: ArrayLike) -> Array:
   x, y = jnp.asarray(x), jnp.asarray(y)
   d = jnp.sum(x**2, 1)[:, None] - 2 * _mm(x, y.T) + jnp.sum(y**2, 1)[None, :]
   return jnp.maximum(d, 0.0)
+
+
+def nearest_sq_dists(x: ArrayLike, reference: ArrayLike) -> np.ndarray:
+  """Squared distance from each row of `x: (n, d)` to its nearest row of `reference: (m, d)`,
+  `(n,)` float32 numpy."""
+  return np.asarray(jnp.min(pairwise_sq_dists(x, reference), axis=1))
 
 
 def downsample_features(images: ArrayLike, size: int = 8) -> np.ndarray:
@@ -161,42 +168,10 @@ def memorization(samples: ArrayLike, train: ArrayLike, held_out: ArrayLike, *,
   near-copy fraction near `quantile`; one that replays training items, near 1.
   """
   s, t, h = _features(samples, "samples"), _features(train, "train"), _features(held_out, "held_out")
-  ds = np.sqrt(np.asarray(jnp.min(pairwise_sq_dists(s, t), axis=1)))
-  dh = np.sqrt(np.asarray(jnp.min(pairwise_sq_dists(h, t), axis=1)))
+  ds, dh = np.sqrt(nearest_sq_dists(s, t)), np.sqrt(nearest_sq_dists(h, t))
   threshold = float(np.quantile(dh, quantile))
   ratio = float(np.median(ds) / max(np.median(dh), 1e-12))
   return MemorizationResult(ds, dh, threshold, float(np.mean(ds < threshold)), ratio)
-
-
-# ---------------------------------------------------------------------------- likelihood
-
-
-class LikelihoodResult(NamedTuple):
-  log_likelihood: float  # mean log p(v) in nats
-  lower: float  # from the upper end of the log Z interval (equal to the estimate when exact)
-  upper: float
-  log_z: float
-  method: str  # "exact" or "ais"
-
-
-def log_likelihood_estimate(key: Array, params: rbm.RBM, data: ArrayLike, *, n_chains: int = 100,
-                        n_betas: int = 14_500, base_data: ArrayLike | None = None
-                        ) -> LikelihoodResult:
-  """Mean log p(v) over `data`, exact when the smaller layer has <= 20 units, else by AIS.
-
-  For Gaussian models this is a log-density and needs `n_hidden <= 24`.
-  """
-  x = jnp.asarray(data, params.W.dtype)
-  mean_neg_f = float(jnp.mean(-rbm.free_energy(params, x)))
-  small = rbm.n_hidden(params) if isinstance(params, rbm.GaussianRBM) else min(params.W.shape)
-  if small <= 20 or isinstance(params, rbm.GaussianRBM):
-    log_z = float(partition.exact_log_partition(params))
-    ll = mean_neg_f - log_z
-    return LikelihoodResult(ll, ll, ll, log_z, "exact")
-  base = None if base_data is None else partition.base_rate_bias(base_data)
-  res = partition.ais_log_partition(key, params, n_chains=n_chains, n_betas=n_betas, base=base)
-  return LikelihoodResult(mean_neg_f - float(res.log_z), mean_neg_f - float(res.log_z_upper),
-                          mean_neg_f - float(res.log_z_lower), float(res.log_z), "ais")
 
 
 # ---------------------------------------------------------------------------- spread over seeds

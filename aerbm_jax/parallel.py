@@ -36,6 +36,7 @@ __all__ = [
   "place_chains",
   "constrain",
   "check_divisible",
+  "minibatch_shardings",
   "distributed_settings",
   "initialize",
 ]
@@ -81,6 +82,19 @@ def check_divisible(size: int, mesh: Mesh, what: str, axes: str | tuple[str, ...
   if size % k:
     raise ValueError(f"{what}={size} must be divisible by the {k} devices it is sharded over; "
                      f"use a multiple of {k}")
+
+
+def minibatch_shardings(mesh: Mesh, batch_size: int, n_chains: int | None,
+                        axes: str | tuple[str, ...]) -> tuple[NamedSharding, NamedSharding]:
+  """Shardings `(batches, chains)` of data-parallel training: `(n_batches, batch, n)` minibatch
+  stacks split on their batch axis and `(chains, n)` PCD chains, both over the mesh `axes`.
+
+  A ValueError if `batch_size` (or `n_chains`, when not None) does not divide evenly.
+  """
+  check_divisible(batch_size, mesh, "batch_size", axes)
+  if n_chains is not None:
+    check_divisible(n_chains, mesh, "n_persistent", axes)
+  return batch_sharding(mesh, 3, dim=1, axes=axes), batch_sharding(mesh, 2, axes=axes)
 
 
 def shard_batch(tree: Any, mesh: Mesh, dim: int = 0, axes: str | tuple[str, ...] = ALL) -> Any:

@@ -1,4 +1,8 @@
-"""Partition functions: exact log Z by enumeration, annealed importance sampling, log-likelihood."""
+"""Partition functions and log-likelihoods: exact log Z by enumeration, AIS, and the estimate.
+
+`log_likelihood_estimate` is the one place that decides between the two: enumeration when the
+enumerated layer has at most `EXACT_UNITS` units, AIS otherwise.
+"""
 
 from __future__ import annotations
 
@@ -13,21 +17,30 @@ from jax import Array
 from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
-from aerbm_jax import parallel, rbm
-from aerbm_jax._rng import bernoulli
+from aerbm_jax import parallel, rbm, sampling
+from aerbm_jax.rng import bernoulli
 from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 
 __all__ = [
+  "EXACT_UNITS",
   "MAX_EXACT_UNITS",
+  "enumerated_units",
+  "is_enumerable",
   "exact_log_partition",
   "AISResult",
   "ais_betas",
   "ais_log_partition",
   "base_rate_bias",
   "log_likelihood",
+  "LikelihoodResult",
+  "log_likelihood_estimate",
 ]
 
-MAX_EXACT_UNITS = 28  # 2^28 states: seconds on a GPU, minutes on a CPU
+# Where a choice is automatic (training curves, `log_likelihood_estimate`), log Z is exact when
+# the enumerated layer has at most EXACT_UNITS units: 2^20 states take about a second on a CPU.
+EXACT_UNITS = 20
+# What `exact_log_partition` accepts when asked directly: 2^28 states, minutes on a CPU.
+MAX_EXACT_UNITS = 28
 
 # Every product here runs in full float32 (or float64) precision, never TF32 or bfloat16:
 # log Z is a sum of terms in the hundreds or thousands whose error must stay far below a nat.
@@ -78,6 +91,19 @@ def _gaussian_score_hidden(p: GaussianRBM, h: Array) -> Array:
   return _mm(h, p.c) + 0.5 * jnp.sum((mean**2 - p.b**2) * inv_var, axis=-1)
 
 
+def enumerated_units(params: RBM) -> int:
+  """The size of the layer `exact_log_partition` sums over: the smaller one (Bernoulli), or
+  the hidden one (Gaussian)."""
+  if isinstance(params, GaussianRBM):
+    return rbm.n_hidden(params)
+  return min(rbm.n_visible(params), rbm.n_hidden(params))
+
+
+def is_enumerable(params: RBM, limit: int = EXACT_UNITS) -> bool:
+  """Whether log Z is computed exactly where the choice is automatic (`<= limit` units)."""
+  return enumerated_units(params) <= limit
+
+
 def exact_log_partition(params: RBM, *, chunk_bits: int = 14) -> Array:
   """Exact `log Z` by enumerating the smaller layer (the hidden layer for Gaussian models).
 
@@ -85,20 +111,17 @@ def exact_log_partition(params: RBM, *, chunk_bits: int = 14) -> Array:
   `2^chunk_bits` states with a running logsumexp. Computed in float64 when
   `jax.config.jax_enable_x64` is on, else float32.
   """
-  rbm._check_kind(params)
+  rbm.check_kind(params)
   n, m = rbm.n_visible(params), rbm.n_hidden(params)
   dtype = _float_dtype()
   p = jax.tree.map(lambda x: jnp.asarray(x, dtype), params)
+  if enumerated_units(params) > MAX_EXACT_UNITS:
+    layer = "n_hidden" if isinstance(params, GaussianRBM) else "min(n_visible, n_hidden)"
+    raise ValueError(f"exact log Z enumerates 2^{layer} states, {enumerated_units(params)} > "
+                     f"{MAX_EXACT_UNITS} units: use ais_log_partition")
   if isinstance(params, GaussianRBM):
-    if m > MAX_EXACT_UNITS:
-      raise ValueError(f"exact log Z enumerates 2^n_hidden states; n_hidden={m} > {MAX_EXACT_UNITS}")
     rest = 0.5 * n * math.log(2 * math.pi) + jnp.sum(p.log_sigma)
     return rest + _logsumexp_over_states(_gaussian_score_hidden, p, m, chunk_bits)
-  if min(n, m) > MAX_EXACT_UNITS:
-    raise ValueError(
-      f"exact log Z enumerates 2^min(n_visible, n_hidden) states; min({n}, {m}) > "
-      f"{MAX_EXACT_UNITS}: use ais_log_partition"
-    )
   if m <= n:
     return _logsumexp_over_states(_bernoulli_score_hidden, p, m, chunk_bits)
   return _logsumexp_over_states(_bernoulli_score_visible, p, n, chunk_bits)
@@ -171,27 +194,31 @@ def _ais_log_ratio(p: BernoulliRBM, b_a: Array, beta: Array, beta_prev: Array, v
   return field + jnp.sum(soft, axis=-1)
 
 
+def _intermediate(p: BernoulliRBM, b_a: Array, beta: Array) -> BernoulliRBM:
+  """The RBM whose distribution is `p_beta`: `beta W`, `(1 - beta) b_A + beta b`, `beta c`."""
+  return BernoulliRBM(W=beta * p.W, b=(1.0 - beta) * b_a + beta * p.b, c=beta * p.c)
+
+
 @partial(jax.jit, static_argnames=("n_chains", "sharding"))
 def _ais(key, params: BernoulliRBM, b_a, betas, n_chains: int, sharding=None):
   dtype = params.W.dtype
   key_init, key_run = jax.random.split(key)
   v = bernoulli(key_init, jnp.broadcast_to(jax.nn.sigmoid(b_a), (n_chains, b_a.shape[0])), 32)
-  v = parallel.constrain(v, sharding)
+  state = sampling.GibbsState(v=parallel.constrain(v, sharding),
+                              h=jnp.zeros((n_chains, rbm.n_hidden(params)), dtype))
 
   def body(carry, xs):
-    v, log_w = carry
-    beta_prev, beta, k = xs
-    log_w = log_w + _ais_log_ratio(params, b_a, beta, beta_prev, v)
-    # One Gibbs transition leaving p_beta invariant.
-    key_h, key_v = jax.random.split(k)
-    h = bernoulli(key_h, jax.nn.sigmoid(beta * (_mm(v, params.W) + params.c)), 32)
-    v = bernoulli(key_v, jax.nn.sigmoid((1.0 - beta) * b_a + beta * (_mm(h, params.W.T) + params.b)),
-                  32)
-    return (v, log_w), None
+    state, log_w = carry
+    beta_prev, beta, key_step = xs
+    log_w = log_w + _ais_log_ratio(params, b_a, beta, beta_prev, state.v)
+    # One block Gibbs sweep of the sampler's kernel on p_beta, which leaves p_beta invariant;
+    # full float32 matmuls and 32-bit uniforms, since its errors accumulate over the schedule.
+    state, _ = sampling.step(key_step, state, _intermediate(params, b_a, beta), 32, "highest")
+    return (state, log_w), None
 
   keys = jax.random.split(key_run, betas.shape[0] - 1)
   (_, log_w), _ = jax.lax.scan(
-    body, (v, jnp.zeros((n_chains,), dtype)), (betas[:-1], betas[1:], keys)
+    body, (state, jnp.zeros((n_chains,), dtype)), (betas[:-1], betas[1:], keys)
   )
   return log_w
 
@@ -250,3 +277,52 @@ def ais_log_partition(
     log_weights=log_w,
     log_z_base=log_z_base,
   )
+
+
+# ---------------------------------------------------------------------------- estimate
+
+
+class LikelihoodResult(NamedTuple):
+  """Mean log p(v) over a data set, with its method and interval."""
+
+  log_likelihood: float  # mean log p(v) in nats
+  lower: float  # from the upper end of the log Z interval (equal to the estimate when exact)
+  upper: float  # from the lower end of the log Z interval (-inf lower end: +inf here)
+  log_z: float
+  method: str  # "exact" or "ais"
+
+
+def log_likelihood_estimate(
+  key: Array,
+  params: RBM,
+  data: ArrayLike,
+  *,
+  n_chains: int = 100,
+  n_betas: int = 14_500,
+  base_data: ArrayLike | None = None,
+) -> LikelihoodResult:
+  """Mean log p(v) over `data`: exact when `is_enumerable(params)`, else by AIS.
+
+  Args:
+    key: PRNG key for AIS (unused when exact).
+    params: the model. Gaussian models are exact only (AIS covers Bernoulli models), and give
+      a log-density (nats per data vector), not a log-probability.
+    data: `(N, n_visible)` vectors to score.
+    n_chains, n_betas: the AIS runs and schedule length (`ais_log_partition`).
+    base_data: data whose smoothed mean sets the AIS base model's biases (`base_rate_bias`);
+      the uniform base when None.
+
+  Returns:
+    A `LikelihoodResult`.
+  """
+  rbm.check_kind(params)
+  x = jnp.asarray(data, params.W.dtype)
+  mean_neg_f = float(jnp.mean(-rbm.free_energy(params, x)))
+  if is_enumerable(params) or isinstance(params, GaussianRBM):
+    log_z = float(exact_log_partition(params))
+    ll = mean_neg_f - log_z
+    return LikelihoodResult(ll, ll, ll, log_z, "exact")
+  base = None if base_data is None else base_rate_bias(base_data)
+  res = ais_log_partition(key, params, n_chains=n_chains, n_betas=n_betas, base=base)
+  return LikelihoodResult(mean_neg_f - float(res.log_z), mean_neg_f - float(res.log_z_upper),
+                          mean_neg_f - float(res.log_z_lower), float(res.log_z), "ais")

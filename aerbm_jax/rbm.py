@@ -21,7 +21,7 @@ from jax import Array
 from jax.lax import Precision
 from jax.typing import ArrayLike
 
-from aerbm_jax._rng import DEFAULT_UNIFORM_BITS, bernoulli
+from aerbm_jax.rng import DEFAULT_UNIFORM_BITS, bernoulli
 
 __all__ = [
   "BernoulliRBM",
@@ -39,6 +39,9 @@ __all__ = [
   "n_visible",
   "n_hidden",
   "validate_data",
+  "reconstruction_error",
+  "check_kind",
+  "matmul",
   "exact_matmul",
 ]
 
@@ -74,14 +77,20 @@ SAMPLER_PRECISIONS = (None, "highest", "bfloat16")
 exact_matmul = partial(jnp.matmul, precision=EXACT)
 
 
-def _matmul(x: Array, w: Array, precision) -> Array:
-  """`x @ w` at a Precision, or with bfloat16 operands and float32 results ("bfloat16")."""
+def matmul(x: Array, w: Array, precision) -> Array:
+  """`x @ w` for 2-D `x: (rows, K)` and `w: (K, cols)`, `(rows, cols)`.
+
+  Args:
+    x, w: the operands.
+    precision: a `jax.lax.Precision`, None (the backend's default), "highest", or "bfloat16"
+      (bfloat16 operands with float32 results).
+  """
   if precision == "bfloat16":
     x, w, kw = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), {}
     out_type = jnp.float32
   else:
     kw, out_type = {"precision": EXACT if precision == "highest" else precision}, None
-  chunks = _k_chunks(x, w)
+  chunks = k_chunks(x, w)
   if chunks == 1:
     return jnp.matmul(x, w, preferred_element_type=out_type, **kw)
   # (batch, K) @ (K, m) as `chunks` products over slices of K, then summed.
@@ -95,12 +104,13 @@ def _matmul(x: Array, w: Array, precision) -> Array:
 K_CHUNK = 2048  # contraction slice for long, thin products on CPU
 
 
-def _k_chunks(x: Array, w: Array) -> int:
+def k_chunks(x: Array, w: Array) -> int:
   """Slices of the contraction for `x @ w` on CPU: > 1 only for a long K and a small result.
 
-  XLA's CPU matmul divides its work over the result's rows and columns, which a small result
-  leaves few of: a (64, 49152) @ (49152, 64) product (the pixel RBM's `v @ W`) took 12 ms on
-  a 2-core CPU, and as a batch of 16-96 products over slices of K, summed, 6-7 ms (measured).
+  XLA's CPU matmul divides its work over the result's rows and columns, and a small result
+  (the pixel RBM's `v @ W`, 64 x 64 out of K = 49,152) leaves too few of them to keep every
+  core busy; a batch of products over slices of K, summed, splits the work over K instead
+  (timings in benchmarks/results/).
   """
   if jax.default_backend() != "cpu" or x.ndim != 2 or w.ndim != 2:
     return 1
@@ -114,14 +124,17 @@ def _k_chunks(x: Array, w: Array) -> int:
 
 
 def n_visible(params: RBM) -> int:
+  """Visible units of a model (or of a seed-stacked model)."""
   return params.W.shape[-2]
 
 
 def n_hidden(params: RBM) -> int:
+  """Hidden units of a model (or of a seed-stacked model)."""
   return params.W.shape[-1]
 
 
-def _check_kind(params: RBM) -> None:
+def check_kind(params: RBM) -> None:
+  """TypeError unless `params` is a BernoulliRBM or GaussianRBM."""
   if not isinstance(params, (BernoulliRBM, GaussianRBM)):
     raise TypeError(f"params must be a BernoulliRBM or GaussianRBM, got {type(params).__name__}")
 
@@ -219,11 +232,11 @@ def validate_data(
 
 def hidden_logits(params: RBM, v: ArrayLike, precision=EXACT) -> Array:
   """Pre-activations of the hidden units, `(batch, n_hidden)`, for `v: (batch, n_visible)`."""
-  _check_kind(params)
+  check_kind(params)
   v = jnp.asarray(v)
   if isinstance(params, GaussianRBM):
     v = v * jnp.exp(-2.0 * params.log_sigma)
-  return _matmul(v, params.W, precision) + params.c
+  return matmul(v, params.W, precision) + params.c
 
 
 def hidden_prob(params: RBM, v: ArrayLike, precision=EXACT) -> Array:
@@ -233,14 +246,14 @@ def hidden_prob(params: RBM, v: ArrayLike, precision=EXACT) -> Array:
 
 def visible_mean(params: RBM, h: ArrayLike, precision=EXACT) -> Array:
   """`E[v | h]`, `(batch, n_visible)`: `p(v_i = 1 | h)` (Bernoulli) or `b + W h` (Gaussian)."""
-  _check_kind(params)
+  check_kind(params)
   h = jnp.asarray(h)
   if h.ndim == 2 and h.shape[0] == 1:
-    # One chain: `W @ h` reads W in its own layout. `h @ W.T` made XLA's CPU matrix-vector
-    # code transpose W inside every sweep of a scan: 2.8x slower at 784 x 500 (measured).
-    x = _matmul(params.W, h.T, precision).T + params.b
+    # One chain: `W @ h` reads W in its own layout, where `h @ W.T` makes XLA's CPU
+    # matrix-vector code transpose W inside every sweep of a scan.
+    x = matmul(params.W, h.T, precision).T + params.b
   else:
-    x = _matmul(h, params.W.T, precision) + params.b
+    x = matmul(h, params.W.T, precision) + params.b
   if isinstance(params, GaussianRBM):
     return x
   return jax.nn.sigmoid(x)
@@ -266,12 +279,23 @@ def sample_visible(
   return bernoulli(key, mean, uniform_bits)
 
 
+def reconstruction_error(params: RBM, v: ArrayLike) -> Array:
+  """Mean squared error of the mean-field reconstruction `E[v | p(h|v)]`, a scalar.
+
+  Args:
+    params: the model.
+    v: `(batch, n_visible)` data.
+  """
+  v = jnp.asarray(v)
+  return jnp.mean((v - visible_mean(params, hidden_prob(params, v))) ** 2)
+
+
 # ---------------------------------------------------------------------------- energies
 
 
 def energy(params: RBM, v: ArrayLike, h: ArrayLike) -> Array:
   """Joint energy `E(v, h)`, `(batch,)`."""
-  _check_kind(params)
+  check_kind(params)
   v, h = jnp.asarray(v), jnp.asarray(h)
   hid = exact_matmul(h, params.c)
   if isinstance(params, GaussianRBM):
@@ -288,7 +312,7 @@ def free_energy(params: RBM, v: ArrayLike, precision=EXACT) -> Array:
 
   `precision` of the `v W` matmul: exact by default; gradient estimators pass the sampler's.
   """
-  _check_kind(params)
+  check_kind(params)
   v = jnp.asarray(v)
   soft = jnp.sum(jax.nn.softplus(hidden_logits(params, v, precision)), axis=-1)
   if isinstance(params, GaussianRBM):
@@ -303,7 +327,7 @@ def temper(params: RBM, beta: ArrayLike) -> RBM:
   Bernoulli: every parameter is scaled by beta (beta = 0 is the uniform distribution).
   Gaussian: `sigma^2 -> sigma^2 / beta`, `c -> beta c`; W and b are unchanged.
   """
-  _check_kind(params)
+  check_kind(params)
   beta = jnp.asarray(beta, params.W.dtype)
   if isinstance(params, GaussianRBM):
     return GaussianRBM(

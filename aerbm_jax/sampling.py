@@ -1,39 +1,40 @@
-"""Block Gibbs sampling: an init/step kernel, chains driven by `lax.scan`, parallel tempering.
+"""Block Gibbs sampling: an init/step kernel, a `lax.scan` driver, and chains run to a result.
 
 A sweep draws `h ~ p(h | v)` and then `v ~ p(v | h)` for every chain at once. The state holds
 the pair `(v, h)` after the sweep, a sample from the joint `p(v, h)` at stationarity.
-Persistent chains are just a `GibbsState` handed back to `run` on the next call.
+Persistent chains are just a `GibbsState` handed back to `run` on the next call. The kernel
+follows BlackJAX: `init(params, v0) -> GibbsState`, `step(key, state, params) -> (GibbsState,
+GibbsInfo)`, and `run` scans it with a `transform(state, info)` hook that picks the trace.
+Parallel tempering, which swaps states between such chains, is in `tempering`.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import Array
 from jax.sharding import Mesh
 from jax.typing import ArrayLike
+from tqdm.auto import tqdm
 
 from aerbm_jax import parallel, rbm
-from aerbm_jax._rng import DEFAULT_UNIFORM_BITS, bernoulli, uniforms
+from aerbm_jax.rng import DEFAULT_UNIFORM_BITS, bernoulli, uniforms
 from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 
 __all__ = [
   "GibbsState",
+  "GibbsInfo",
   "init",
   "step",
   "run",
   "random_visible",
   "sample",
-  "PTState",
-  "PTInfo",
-  "pt_betas",
-  "pt_init",
-  "pt_step",
-  "pt_run",
-  "sample_pt",
+  "sample_chains",
+  "chain_means",
+  "check_precision",
 ]
 
 
@@ -44,8 +45,20 @@ class GibbsState(NamedTuple):
   h: Array  # shape=(chains, n_hidden), the hidden sample that produced v (or p(h|v0) at init)
 
 
+class GibbsInfo(NamedTuple):
+  """What a sweep computed on the way, for a `transform` that wants it (free to drop)."""
+
+  hidden_prob: Array  # shape=(chains, n_hidden): p(h | v) at the sweep's starting v
+
+
+def check_precision(precision: str | None) -> None:
+  """ValueError unless `precision` is one of `rbm.SAMPLER_PRECISIONS`."""
+  if precision not in rbm.SAMPLER_PRECISIONS:
+    raise ValueError(f"precision must be one of {rbm.SAMPLER_PRECISIONS}, got {precision!r}")
+
+
 def init(params: RBM, v0: ArrayLike) -> GibbsState:
-  """Chains started at `v0: (chains, n_visible)`."""
+  """Chains started at `v0: (chains, n_visible)`; `h` holds `p(h | v0)`."""
   v0 = jnp.asarray(v0, params.W.dtype)
   if v0.ndim != 2 or v0.shape[1] != rbm.n_visible(params):
     raise ValueError(
@@ -57,24 +70,35 @@ def init(params: RBM, v0: ArrayLike) -> GibbsState:
 def step(
   key: Array, state: GibbsState, params: RBM, uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
   precision: str | None = rbm.SAMPLER_PRECISION,
-) -> GibbsState:
+) -> tuple[GibbsState, GibbsInfo]:
   """One block Gibbs sweep, `h ~ p(h|v)` then `v ~ p(v|h)`, for every chain.
 
-  `precision` of the two matmuls: None (the backend's default), "highest" or "bfloat16".
+  Args:
+    key: PRNG key, used once.
+    state: the chains.
+    params: the model.
+    uniform_bits: resolution of the uniforms behind Bernoulli draws (16, 32, or None for the
+      backend's default).
+    precision: of the two matmuls: None (the backend's default), "highest" or "bfloat16".
+
+  Returns:
+    The new state and the sweep's `GibbsInfo`.
   """
   if isinstance(params, BernoulliRBM):
-    # One draw of uniforms for the whole sweep: on CPU up to 1.5x faster than two at small
-    # batches, no slower at large ones (measured).
+    # Bernoulli models draw the sweep's hidden and visible uniforms from one call, which costs
+    # one hash launch instead of two and matters most at small batches.
     batch, n, m = state.v.shape[0], rbm.n_visible(params), rbm.n_hidden(params)
     (u_h, u_v), scale = uniforms(key, (batch, m + n), uniform_bits, split=m)
     dtype = state.v.dtype
-    h = (u_h < rbm.hidden_prob(params, state.v, precision) * scale).astype(dtype)
+    p_h = rbm.hidden_prob(params, state.v, precision)
+    h = (u_h < p_h * scale).astype(dtype)
     v = (u_v < rbm.visible_mean(params, h, precision) * scale).astype(dtype)
-    return GibbsState(v=v, h=h)
+    return GibbsState(v=v, h=h), GibbsInfo(hidden_prob=p_h)
   key_h, key_v = jax.random.split(key)
-  h = rbm.sample_hidden(key_h, params, state.v, uniform_bits, precision)
+  p_h = rbm.hidden_prob(params, state.v, precision)
+  h = bernoulli(key_h, p_h, uniform_bits)
   v = rbm.sample_visible(key_v, params, h, uniform_bits, precision)
-  return GibbsState(v=v, h=h)
+  return GibbsState(v=v, h=h), GibbsInfo(hidden_prob=p_h)
 
 
 def run(
@@ -84,25 +108,37 @@ def run(
   n_steps: int,
   *,
   uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
-  trajectory: bool = False,
   precision: str | None = rbm.SAMPLER_PRECISION,
-) -> GibbsState | tuple[GibbsState, GibbsState]:
+  transform: Callable[[GibbsState, GibbsInfo], Any] | None = None,
+  keys: Array | None = None,
+) -> tuple[GibbsState, Any]:
   """`n_steps` sweeps with `lax.scan`. Not jitted here: jit the caller, or use `sample`.
 
-  Returns the final state, and with `trajectory=True` also the stacked states
-  `GibbsState(v: (n_steps, chains, n_visible), h: (n_steps, chains, n_hidden))`.
+  Args:
+    key: PRNG key, split into one key per sweep.
+    state: the chains to continue.
+    params: the model.
+    n_steps: sweeps.
+    uniform_bits, precision: as in `step`.
+    transform: `transform(state, info)` after each sweep gives what the trace stores (the
+      state itself for a trajectory); None stores nothing.
+    keys: the `(n_steps,)` per-sweep keys in place of `split(key, n_steps)`, so that a run cut
+      into chunks draws what one whole run draws (`key` is then ignored).
+
+  Returns:
+    `(final_state, trace)`: the trace stacks `transform`'s outputs on a leading `n_steps`
+    axis, or is None without a `transform`.
   """
-  if precision not in rbm.SAMPLER_PRECISIONS:
-    raise ValueError(f"precision must be one of {rbm.SAMPLER_PRECISIONS}, got {precision!r}")
+  check_precision(precision)
   if precision == "bfloat16":  # round W once, not in every sweep
     params = params._replace(W=params.W.astype(jnp.bfloat16))
 
-  def one_step(s: GibbsState, k: Array):
-    s = step(k, s, params, uniform_bits, precision)
-    return s, (s if trajectory else None)
+  def one_step(s: GibbsState, key_step: Array):
+    s, info = step(key_step, s, params, uniform_bits, precision)
+    return s, (None if transform is None else transform(s, info))
 
-  final, traj = jax.lax.scan(one_step, state, jax.random.split(key, n_steps))
-  return (final, traj) if trajectory else final
+  keys = jax.random.split(key, n_steps) if keys is None else keys
+  return jax.lax.scan(one_step, state, keys)
 
 
 def random_visible(key: Array, params: RBM, n_chains: int) -> Array:
@@ -114,6 +150,15 @@ def random_visible(key: Array, params: RBM, n_chains: int) -> Array:
   return bernoulli(key, jnp.full(shape, 0.5, params.W.dtype))
 
 
+def _start(key: Array, params: RBM, v0: Array | None, n_chains: int, sharding=None
+           ) -> tuple[GibbsState, Array]:
+  """The chains' initial state and the key for their sweeps (one split shared by all drivers)."""
+  key_init, key_run = jax.random.split(key)
+  if v0 is None:
+    v0 = random_visible(key_init, params, n_chains)
+  return init(params, parallel.constrain(v0, sharding)), key_run
+
+
 @partial(
   jax.jit,
   static_argnames=("n_chains", "n_steps", "trajectory", "return_hidden", "uniform_bits",
@@ -121,14 +166,25 @@ def random_visible(key: Array, params: RBM, n_chains: int) -> Array:
 )
 def _sample(key, params, v0, n_chains, n_steps, trajectory, return_hidden, uniform_bits,
             sharding=None, precision=None):
-  key_init, key_run = jax.random.split(key)
-  if v0 is None:
-    v0 = random_visible(key_init, params, n_chains)
-  v0 = parallel.constrain(v0, sharding)
-  out = run(key_run, init(params, v0), params, n_steps, uniform_bits=uniform_bits,
-            trajectory=trajectory, precision=precision)
-  states = out[1] if trajectory else out
+  state, key_run = _start(key, params, v0, n_chains, sharding)
+  final, traj = run(key_run, state, params, n_steps, uniform_bits=uniform_bits,
+                    precision=precision, transform=(lambda s, _: s) if trajectory else None)
+  states = traj if trajectory else final
   return (states.v, states.h) if return_hidden else states.v
+
+
+def _checked_chains(params: RBM, n_chains: int | None, v0: ArrayLike | None
+                    ) -> tuple[int, Array | None]:
+  """The number of chains and the starting visibles, validated."""
+  rbm.check_kind(params)
+  if v0 is not None:
+    v0 = jnp.asarray(v0, params.W.dtype)
+    if n_chains is not None and v0.shape[0] != n_chains:
+      raise ValueError(f"v0 has {v0.shape[0]} chains but n_chains={n_chains}")
+    n_chains = v0.shape[0]
+  if n_chains is None or n_chains < 1:
+    raise ValueError(f"n_chains must be a positive int (or give v0), got {n_chains!r}")
+  return n_chains, v0
 
 
 def sample(
@@ -155,8 +211,8 @@ def sample(
     trajectory: return every sweep's samples with a leading `n_steps` axis.
     return_hidden: also return the hidden samples.
     uniform_bits: resolution of the uniforms behind Bernoulli draws: 16, 32, or None for the
-      backend's measured fastest (16 on CPU, 32 on GPU). Matmuls run at the backend's
-      default precision (TF32 on recent NVIDIA GPUs).
+      backend's default (16 on CPU, 32 on GPU). Matmuls run at the backend's default
+      precision (TF32 on recent NVIDIA GPUs).
     mesh: a `parallel.make_mesh()` mesh: chains are split over its devices (n_chains must be
       a multiple of the device count); the samples equal the unsharded call's.
     precision: of the sampler's matmuls: None (backend default), "highest", or "bfloat16"
@@ -167,14 +223,7 @@ def sample(
     `v: (n_chains, n_visible)` (or `(n_steps, n_chains, n_visible)` with `trajectory`),
     and `h` likewise when `return_hidden`.
   """
-  rbm._check_kind(params)
-  if v0 is not None:
-    v0 = jnp.asarray(v0, params.W.dtype)
-    if n_chains is not None and v0.shape[0] != n_chains:
-      raise ValueError(f"v0 has {v0.shape[0]} chains but n_chains={n_chains}")
-    n_chains = v0.shape[0]
-  if n_chains is None or n_chains < 1:
-    raise ValueError(f"n_chains must be a positive int (or give v0), got {n_chains!r}")
+  n_chains, v0 = _checked_chains(params, n_chains, v0)
   if n_steps < 1:
     raise ValueError(f"n_steps must be >= 1, got {n_steps}")
   params, v0, sharding = parallel.place_chains(params, v0, n_chains, mesh)
@@ -182,149 +231,57 @@ def sample(
                  sharding, precision)
 
 
-# ---------------------------------------------------------------------------- parallel tempering
+_run_chunk = jax.jit(run, static_argnames=("n_steps", "uniform_bits", "precision"))
+_start_chains = jax.jit(_start, static_argnames=("n_chains", "sharding"))
 
 
-class PTState(NamedTuple):
-  """Replicas at inverse temperatures `betas[0] = 1 > ... > betas[R-1]`."""
-
-  v: Array  # shape=(R, chains, n_visible)
-  h: Array  # shape=(R, chains, n_hidden)
-  betas: Array  # shape=(R,)
-  n_steps: Array  # shape=(), int32: sweeps done; its parity picks the swap pairs
-
-
-class PTInfo(NamedTuple):
-  """What one PT step did, for diagnostics."""
-
-  swap_accept: Array  # shape=(R-1,): mean acceptance probability of pair (r, r+1), NaN if not tried
-
-
-def pt_betas(n_replicas: int, beta_min: float = 0.1, spacing: str = "geometric") -> Array:
-  """Inverse temperatures from 1 down to `beta_min`, `(n_replicas,)`."""
-  if n_replicas < 2:
-    raise ValueError(f"parallel tempering needs n_replicas >= 2, got {n_replicas}")
-  if not 0.0 <= beta_min < 1.0:
-    raise ValueError(f"beta_min must lie in [0, 1), got {beta_min}")
-  if spacing == "geometric":
-    if beta_min <= 0.0:
-      raise ValueError("geometric spacing needs beta_min > 0; use spacing='linear' for 0")
-    return jnp.geomspace(1.0, beta_min, n_replicas)
-  if spacing == "linear":
-    return jnp.linspace(1.0, beta_min, n_replicas)
-  raise ValueError(f"spacing must be 'geometric' or 'linear', got {spacing!r}")
-
-
-def pt_init(params: RBM, v0: ArrayLike, betas: ArrayLike) -> PTState:
-  """Every replica starts at `v0: (chains, n_visible)`."""
-  betas = jnp.asarray(betas, params.W.dtype)
-  s = init(params, v0)
-  R = betas.shape[0]
-  return PTState(
-    v=jnp.broadcast_to(s.v, (R,) + s.v.shape),
-    h=jnp.broadcast_to(s.h, (R,) + s.h.shape),
-    betas=betas,
-    n_steps=jnp.zeros((), jnp.int32),
-  )
-
-
-def pt_step(
-  key: Array, state: PTState, params: RBM, uniform_bits: int | None = DEFAULT_UNIFORM_BITS
-) -> tuple[PTState, PTInfo]:
-  """A Gibbs sweep in every replica, then Metropolis swaps between neighbouring temperatures.
-
-  Swaps alternate between even pairs (0,1), (2,3), ... and odd pairs (1,2), (3,4), ...; a
-  swap of joint states between `beta_r` and `beta_{r+1}` is accepted with probability
-  `min(1, exp((beta_r - beta_{r+1}) (E_r - E_{r+1})))`, independently per chain.
-  """
-  key_gibbs, key_swap = jax.random.split(key)
-  R = state.betas.shape[0]
-
-  def sweep(k, v, h, beta):
-    return step(k, GibbsState(v=v, h=h), rbm.temper(params, beta), uniform_bits)
-
-  v, h = jax.vmap(sweep)(jax.random.split(key_gibbs, R), state.v, state.h, state.betas)
-  e = jax.vmap(lambda vr, hr: rbm.energy(params, vr, hr))(v, h)  # (R, chains)
-
-  lower = jnp.arange(R - 1)
-  tried = (lower % 2) == (state.n_steps % 2)  # (R-1,)
-  log_ratio = (state.betas[:-1] - state.betas[1:])[:, None] * (e[:-1] - e[1:])
-  accept_prob = jnp.exp(jnp.minimum(log_ratio, 0.0))  # (R-1, chains)
-  u = jax.random.uniform(key_swap, accept_prob.shape)
-  swap = tried[:, None] & (u < accept_prob)  # (R-1, chains)
-  # Replica r takes from r+1 if pair (r, r+1) swaps, from r-1 if pair (r-1, r) swaps.
-  none = jnp.zeros_like(swap[:1])
-  up = jnp.concatenate([swap, none])  # r swaps with r+1
-  down = jnp.concatenate([none, swap])  # r swaps with r-1
-  src = jnp.arange(R)[:, None] + up.astype(jnp.int32) - down.astype(jnp.int32)  # (R, chains)
-  take = lambda x: jnp.take_along_axis(x, src[..., None], axis=0)
-  new = PTState(v=take(v), h=take(h), betas=state.betas, n_steps=state.n_steps + 1)
-  info = PTInfo(swap_accept=jnp.where(tried, jnp.mean(accept_prob, axis=1), jnp.nan))
-  return new, info
-
-
-def pt_run(
-  key: Array,
-  state: PTState,
-  params: RBM,
-  n_steps: int,
-  *,
-  uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
-) -> tuple[PTState, Array]:
-  """`n_steps` PT steps with `lax.scan`; returns the state and per-pair acceptance rates `(R-1,)`."""
-
-  def one_step(s, k):
-    return pt_step(k, s, params, uniform_bits)
-
-  final, info = jax.lax.scan(one_step, state, jax.random.split(key, n_steps))
-  return final, jnp.nanmean(info.swap_accept, axis=0)
-
-
-@partial(jax.jit, static_argnames=("n_chains", "n_steps", "uniform_bits", "sharding"))
-def _sample_pt(key, params, betas, v0, n_chains, n_steps, uniform_bits, sharding=None):
-  key_init, key_run = jax.random.split(key)
-  if v0 is None:
-    v0 = random_visible(key_init, params, n_chains)
-  v0 = parallel.constrain(v0, sharding)
-  return pt_run(key_run, pt_init(params, v0, betas), params, n_steps, uniform_bits=uniform_bits)
-
-
-def sample_pt(
+def sample_chains(
   key: Array,
   params: RBM,
   *,
-  betas: ArrayLike,
+  n_chains: int,
   n_steps: int,
-  n_chains: int | None = None,
-  v0: ArrayLike | None = None,
-  uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
+  chunk: int = 100,
+  desc: str = "gibbs chains",
+  progress: bool = True,
   mesh: Mesh | None = None,
-) -> tuple[Array, PTState, Array]:
-  """Parallel tempering (jit-compiled): samples of the `beta = 1` replica and diagnostics.
+) -> GibbsState:
+  """`sample`'s chains from random starts, run as compiled chunks of sweeps with a progress bar.
+
+  Every chunk scans its slice of the one run's per-sweep keys, so the final state equals
+  `sample(key, params, n_chains=n_chains, n_steps=n_steps, return_hidden=True)` for any
+  `chunk`.
 
   Args:
-    betas: `(R,)` inverse temperatures, `betas[0] == 1`, decreasing (see `pt_betas`).
-    n_steps: PT steps (a sweep of every replica plus one round of swaps).
-    mesh: split the chains (not the temperatures: swaps stay on one device) over the mesh.
+    key: PRNG key.
+    params: the model.
+    n_chains: chains (a multiple of the device count with a `mesh`).
+    n_steps: sweeps per chain (>= 1).
+    chunk: sweeps per compiled call, between progress-bar updates.
+    desc: the progress bar's label.
+    progress: show the progress bar.
+    mesh: split the chains over a `parallel.make_mesh()` mesh.
 
   Returns:
-    `(v, state, swap_accept)`: `v: (n_chains, n_visible)` from the `beta = 1` replica, the
-    final `PTState` (pass it to `pt_run` to continue), and the mean swap acceptance
-    probability of each neighbouring pair, `(R-1,)`.
+    The final `GibbsState`; `rbm.visible_mean(params, state.h)` is the noise-free picture
+    (image or latent code) the last hidden sample describes.
   """
-  rbm._check_kind(params)
-  betas = jnp.asarray(betas, params.W.dtype)
-  if betas.ndim != 1 or betas.shape[0] < 2:
-    raise ValueError(f"betas must be a 1-D array of >= 2 inverse temperatures, got {betas.shape}")
-  if abs(float(betas[0]) - 1.0) > 1e-6 or bool(jnp.any(jnp.diff(betas) > 0)):
-    raise ValueError("betas must start at 1 and decrease")
-  if isinstance(params, GaussianRBM) and float(betas[-1]) <= 0.0:
-    raise ValueError("a Gaussian RBM needs every beta > 0")
-  if v0 is not None:
-    v0 = jnp.asarray(v0, params.W.dtype)
-    n_chains = v0.shape[0]
-  if n_chains is None or n_chains < 1:
-    raise ValueError(f"n_chains must be a positive int (or give v0), got {n_chains!r}")
-  params, v0, sharding = parallel.place_chains(params, v0, n_chains, mesh)
-  state, acc = _sample_pt(key, params, betas, v0, n_chains, n_steps, uniform_bits, sharding)
-  return state.v[0], state, acc
+  _checked_chains(params, n_chains, None)
+  if n_steps < 1:
+    raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+  params, _, sharding = parallel.place_chains(params, None, n_chains, mesh, "n_chains")
+  state, key_run = _start_chains(key, params, None, n_chains, sharding)
+  keys = jax.random.split(key_run, n_steps)
+  chunk = max(1, min(chunk, n_steps))
+  with tqdm(total=n_steps, desc=desc, leave=False, unit="sweep", disable=not progress) as bar:
+    for done in range(0, n_steps, chunk):
+      part = keys[done:done + chunk]
+      state, _ = _run_chunk(key_run, state, params, int(part.shape[0]), keys=part)
+      bar.update(int(part.shape[0]))
+  return state
+
+
+def chain_means(params: RBM, state: GibbsState) -> Array:
+  """`E[v | h]` of the chains' last hidden samples, `(chains, n_visible)`: the noise-free
+  picture (image or latent code) each chain's hidden state describes. Traceable."""
+  return rbm.visible_mean(params, state.h)

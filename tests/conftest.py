@@ -1,4 +1,4 @@
-"""Shared helpers: brute-force enumeration of tiny RBMs in float64 numpy."""
+"""Shared helpers: random tiny RBMs, brute-force enumeration of them in float64 numpy."""
 
 from __future__ import annotations
 
@@ -21,6 +21,48 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 
 import numpy as np
 import pytest
+
+
+def random_bernoulli(seed, n: int, m: int, scale: float = 1.0, bias_scale: float = 0.5):
+  """A BernoulliRBM with `W ~ N(0, scale^2)` and biases `~ N(0, bias_scale^2)`, float32.
+
+  `seed`: an int, or a numpy Generator to draw from (it continues for the caller's own draws).
+  """
+  import jax.numpy as jnp
+
+  from aerbm_jax import rbm
+
+  r = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+  return rbm.BernoulliRBM(
+    W=jnp.asarray(r.normal(0, scale, (n, m)), jnp.float32),
+    b=jnp.asarray(r.normal(0, bias_scale, n), jnp.float32),
+    c=jnp.asarray(r.normal(0, bias_scale, m), jnp.float32),
+  )
+
+
+def tiny_problem(seed=0, n=6, m=3):
+  """A tiny Bernoulli RBM and 40 rows of two-prototype binary data for it, float32."""
+  r = np.random.default_rng(seed)
+  p = random_bernoulli(r, n, m, scale=0.5, bias_scale=0.3)
+  proto = r.random((2, n)) < 0.5
+  data = np.where(r.random((40, n)) < 0.9, proto[r.integers(0, 2, 40)], ~proto[0])
+  return p, data.astype(np.float32)
+
+
+def exact_nll_grad(p, data):
+  """The exact gradient of the mean negative log-likelihood of `data`, by enumeration."""
+  import jax
+
+  from aerbm_jax import partition
+
+  def nll(q):
+    return -partition.log_likelihood(q, data, partition.exact_log_partition(q))
+  return jax.grad(nll)(p)
+
+
+def flat(tree):
+  """A pytree's leaves, flattened and joined."""
+  return np.concatenate([np.ravel(x) for x in tree])
 
 
 def all_states(n: int) -> np.ndarray:
@@ -62,6 +104,16 @@ def tv_tolerance(probs: np.ndarray, n_samples: int, slack: float = 0.01) -> floa
   McDiarmid gives P(TV > E[TV] + t) <= exp(-2 N t^2): for N = 50,000 and t = 0.01, e^-10.
   """
   return 0.5 * float(np.sqrt(probs * (1 - probs) / n_samples).sum()) + slack
+
+
+@pytest.fixture(scope="session")
+def mondrian_run(tmp_path_factory):
+  """A finished `aerbm experiment mondrian --quick` run directory, shared by the session."""
+  from aerbm_jax import cli
+
+  out = tmp_path_factory.mktemp("runs") / "mondrian"
+  assert cli.main(["experiment", "mondrian", "--quick", "--out", str(out)]) == 0
+  return out
 
 
 @pytest.fixture

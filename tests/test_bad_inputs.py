@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from aerbm_jax import autoencoder as ae
-from aerbm_jax import cli, data, experiment, rbm, sampling, train
+from aerbm_jax import cli, configs, data, rbm, sampling, train
 from aerbm_jax.data.folder import load_image
 
 # ---------------------------------------------------------------------------- image files
@@ -140,7 +140,7 @@ CLI_CASES = [
 def test_cli_bad_input_is_one_line(argv, message, tmp_path, capsys):
   (tmp_path / "file.txt").write_text("x")
   (tmp_path / "half").mkdir()
-  cfg = experiment.make_config("faces", quick=True)
+  cfg = configs.make_config("faces", quick=True)
   import dataclasses
   import json
   (tmp_path / "half" / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
@@ -207,9 +207,9 @@ API_CASES = [
   (lambda: sampling.sample(jax.random.key(0), _p(), n_steps=0, n_chains=2), ValueError,
    "n_steps must be >= 1"),
   (lambda: sampling.sample(jax.random.key(0), _p(), n_steps=2), ValueError, "n_chains"),
-  (lambda: experiment.make_config("faces", nosuch=1), ValueError, "unknown config field"),
-  (lambda: experiment.make_config("faces", rbm_hidden="8"), ValueError, "must be an int"),
-  (lambda: experiment.make_config("faces", rbm_epochs=-5), ValueError, "rbm_epochs must be > 0"),
+  (lambda: configs.make_config("faces", nosuch=1), ValueError, "unknown config field"),
+  (lambda: configs.make_config("faces", rbm_hidden="8"), ValueError, "must be an int"),
+  (lambda: configs.make_config("faces", rbm_epochs=-5), ValueError, "rbm_epochs must be > 0"),
   (lambda: ae.encode(ae.init(jax.random.key(0), ae.AEConfig(image_size=16, features=(4,))),
                      ae.AEConfig(image_size=16, features=(4,)), np.zeros((2, 16, 16, 1))),
    ValueError, r"shape \(N, 16, 16, 3\)"),

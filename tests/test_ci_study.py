@@ -23,7 +23,14 @@ def test_quick_ci_study(tmp_path):
     assert r["pixel_mean_image"]["mean_width"] > 0
     assert 0 <= r["quality"]["precision"] <= 1
   report = (out / "report.md").read_text()
-  assert "The claim" in report and "| 24 | pixels |" in report
+  assert "| 24 | pixels |" in report
+  # The verdict follows from the widths the study printed.
+  width = {(r["space"], r["n"]): r["pixel_mean_image"]["mean_width"] for r in res["rows"]}
+  wins = sum(width[("latent8", n)] < width[("pixels", n)] for n in (12, 24))
+  verdict = {2: "The claim held on this data", 0: "The claim did not hold on this data"}.get(
+    wins, "The claim held only in part")
+  assert f"**{verdict}" in report, (wins, report[:600])
+  assert f"at {wins} of 2 sizes" in report
   # A study stopped after two settings resumes with the same results (timings aside).
   for name in ("002.json", "003.json"):
     (out / "checkpoints" / "settings" / name).unlink()

@@ -24,19 +24,13 @@ def _without_timings(path):
   return m
 
 
-@pytest.fixture(scope="module")
-def mondrian_run(tmp_path_factory):
-  out = tmp_path_factory.mktemp("runs") / "mondrian"
-  assert cli.main(["experiment", "mondrian", "--quick", "--out", str(out)]) == 0
-  return out
-
-
 def test_quick_mondrian_run_writes_everything(mondrian_run):
   for name in RUN_FILES:
     assert (mondrian_run / name).exists(), name
   m = json.loads((mondrian_run / "metrics.json").read_text())
   assert m["autoencoder"]["held_out_mse"] > 0 and m["pixel_rbm"]["n_visible"] == 32 * 32 * 3
-  assert np.isfinite(m["latent_rbm"]["ais_log_z"])
+  ll = m["latent_rbm"]["held_out_log_likelihood"]  # 16 latents x 8 hidden: enumerated
+  assert ll["method"] == "exact" and np.isfinite(ll["log_z"]) and np.isfinite(ll["log_likelihood"])
   report = (mondrian_run / "report.md").read_text()
   for png in ("ae_rbm_samples.png", "pixel_rbm_samples.png", "interpolations.png"):
     assert png in report
@@ -76,33 +70,9 @@ def test_faces_on_a_user_folder(tmp_path):
     assert (out / name).exists(), name
 
 
-@pytest.mark.parametrize(
-  "args, message",
-  [
-    (["experiment", "nosuch", "--quick"], "unknown experiment 'nosuch'"),
-    (["experiment", "faces", "--data", "/nonexistent/photos"], "no such folder"),
-    (["experiment", "mondrian", "--rbm-hidden", "0"], "rbm_hidden must be > 0"),
-    (["experiment", "mondrian", "--ae-learning-rate", "nan"], "ae_learning_rate"),
-    (["experiment", "mondrian", "--n-values", "3,4"], "has no option --n-values"),
-    (["experiment", "ci_study", "--seeds", "1"], "seeds must be >= 2"),
-    (["sample", "/nonexistent/run"], "not a run directory"),
-  ],
-)
-def test_cli_errors_are_one_line(args, message, capsys):
-  assert cli.main(args) == 2
-  err = capsys.readouterr().err.strip()
-  assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
-
-
 def test_existing_run_directory_is_not_overwritten(mondrian_run, capsys):
   assert cli.main(["experiment", "mondrian", "--quick", "--out", str(mondrian_run)]) == 2
   assert "exists" in capsys.readouterr().err
-
-
-def test_console_script_exit_code():
-  proc = subprocess.run([sys.executable, "-m", "aerbm_jax.cli", "experiment", "nosuch"],
-                        capture_output=True, text=True)
-  assert proc.returncode == 2 and "unknown experiment" in proc.stderr
 
 
 def test_compile_cache_is_filled_and_reused_with_the_same_results(mondrian_run, tmp_path):
@@ -119,13 +89,3 @@ def test_compile_cache_is_filled_and_reused_with_the_same_results(mondrian_run, 
   assert all(a.read_bytes() == b.read_bytes() for a, b in zip(cold, warm))
 
 
-def test_evaluate_writes_metrics_and_table(mondrian_run):
-  assert cli.main(["evaluate", str(mondrian_run), "--n", "8", "--steps", "5"]) == 0
-  m = json.loads((mondrian_run / "metrics.json").read_text())["evaluation"]
-  for space in ("pixels_8x8", "ae_encoder"):
-    for model in ("ae_rbm", "pixel_rbm", "training_images"):
-      s = m[space][model]
-      assert 0 <= s["precision"] <= 1 and 0 <= s["recall"] <= 1 and np.isfinite(s["mmd2"])
-  ll = m["log_likelihood"]["latent_rbm_nats_per_code"]
-  assert ll["lower"] <= ll["log_likelihood"] <= ll["upper"]
-  assert "pixel RBM versus AE + RBM" in (mondrian_run / "evaluation.md").read_text()

@@ -12,11 +12,10 @@ import textwrap
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aerbm_jax import checkpoint, parallel, partition, rbm, sampling, train
+from aerbm_jax import checkpoint, parallel, partition, rbm, sampling, tempering, train
 
 N_DEVICES = 8
 many = pytest.mark.skipif(jax.device_count() < N_DEVICES,
@@ -75,9 +74,9 @@ def test_sharded_sampling_equals_unsharded(bits):
 @many
 def test_sharded_parallel_tempering_equals_unsharded():
   p, mesh = _model(), parallel.make_mesh()
-  betas = sampling.pt_betas(4, 0.3)
-  v, state, acc = sampling.sample_pt(jax.random.key(5), p, betas=betas, n_steps=20, n_chains=32)
-  vs, states, accs = sampling.sample_pt(jax.random.key(5), p, betas=betas, n_steps=20,
+  betas = tempering.pt_betas(4, 0.3)
+  v, state, acc = tempering.sample_pt(jax.random.key(5), p, betas=betas, n_steps=20, n_chains=32)
+  vs, states, accs = tempering.sample_pt(jax.random.key(5), p, betas=betas, n_steps=20,
                                         n_chains=32, mesh=mesh)
   assert _spread(vs) == N_DEVICES
   np.testing.assert_array_equal(vs, v)

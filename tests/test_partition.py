@@ -4,23 +4,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import all_states, bernoulli_joint_energy
+from conftest import all_states, bernoulli_joint_energy, random_bernoulli
 
 from aerbm_jax import partition, rbm
 
 
-def _random_bernoulli(seed, n, m, scale):
-  r = np.random.default_rng(seed)
-  return rbm.BernoulliRBM(
-    W=jnp.asarray(r.normal(0, scale, (n, m)), jnp.float32),
-    b=jnp.asarray(r.normal(0, 0.5, n), jnp.float32),
-    c=jnp.asarray(r.normal(0, 0.5, m), jnp.float32),
-  )
-
-
 @pytest.mark.parametrize("n,m", [(6, 4), (4, 7), (9, 9)])
 def test_exact_log_partition_matches_brute_force(n, m):
-  p = _random_bernoulli(n * 10 + m, n, m, 1.0)
+  p = random_bernoulli(n * 10 + m, n, m, 1.0)
   E = bernoulli_joint_energy(p.W, p.b, p.c, all_states(n), all_states(m))
   expected = np.logaddexp.reduce(-E.ravel())
   # chunk_bits=2 forces many chunks through the running logsumexp.
@@ -30,7 +21,7 @@ def test_exact_log_partition_matches_brute_force(n, m):
 
 
 def test_log_likelihood_normalises():
-  p = _random_bernoulli(0, 7, 3, 1.5)
+  p = random_bernoulli(0, 7, 3, 1.5)
   v = all_states(7)
   log_z = partition.exact_log_partition(p)
   log_p = -np.asarray(rbm.free_energy(p, v), np.float64) - float(log_z)
@@ -39,13 +30,13 @@ def test_log_likelihood_normalises():
 
 
 def test_exact_log_partition_handles_24_units_and_refuses_too_many():
-  p = _random_bernoulli(1, 30, 24, 0.05)
+  p = random_bernoulli(1, 30, 24, 0.05)
   got = float(partition.exact_log_partition(p))
   # Weak weights: log Z is close to the independent-units value.
   approx = float(jnp.sum(jax.nn.softplus(p.b)) + jnp.sum(jax.nn.softplus(p.c)))
   assert abs(got - approx) < 0.5
   with pytest.raises(ValueError, match="ais_log_partition"):
-    partition.exact_log_partition(_random_bernoulli(2, 30, 29, 0.1))
+    partition.exact_log_partition(random_bernoulli(2, 30, 29, 0.1))
 
 
 @pytest.mark.parametrize("n", [1, 2])
@@ -73,7 +64,7 @@ def test_ais_betas_follow_the_paper():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_ais_agrees_with_exact_log_partition(seed):
-  p = _random_bernoulli(100 + seed, 64, 16, 0.3)
+  p = random_bernoulli(100 + seed, 64, 16, 0.3)
   exact = float(partition.exact_log_partition(p))
   res = partition.ais_log_partition(jax.random.key(seed), p, n_chains=100)
   assert float(res.log_z_lower) <= exact <= float(res.log_z_upper), (res, exact)
@@ -81,7 +72,7 @@ def test_ais_agrees_with_exact_log_partition(seed):
 
 
 def test_ais_with_data_base_rate():
-  p = _random_bernoulli(7, 20, 12, 0.5)
+  p = random_bernoulli(7, 20, 12, 0.5)
   data = (np.random.default_rng(0).random((200, 20)) < 0.3).astype(np.float32)
   res = partition.ais_log_partition(
     jax.random.key(0), p, n_chains=64, n_betas=3000, base=partition.base_rate_bias(data))
@@ -89,3 +80,24 @@ def test_ais_with_data_base_rate():
   with pytest.raises(TypeError, match="BernoulliRBM"):
     partition.ais_log_partition(jax.random.key(0), rbm.init(jax.random.key(0), 3, 2,
                                                             visible="gaussian"))
+
+
+def test_log_likelihood_estimate_is_exact_up_to_the_limit_and_ais_beyond():
+  r = np.random.default_rng(0)
+  p = random_bernoulli(r, 30, 22, scale=0.3)
+  data = (r.random((50, 30)) < 0.5).astype(np.float32)
+  ais = partition.log_likelihood_estimate(jax.random.key(0), p, data, n_chains=64, n_betas=5000)
+  exact = float(partition.log_likelihood(p, data, partition.exact_log_partition(p)))
+  assert ais.method == "ais" and ais.lower <= exact <= ais.upper
+  assert abs(ais.log_likelihood - exact) < 0.2
+  k = partition.EXACT_UNITS
+  at_limit = p._replace(W=p.W[:, :k], c=p.c[:k])
+  assert partition.is_enumerable(at_limit) and not partition.is_enumerable(p)
+  res = partition.log_likelihood_estimate(jax.random.key(0), at_limit, data)
+  # log p*(v) by brute force over all 2^20 hidden states, in chunks.
+  h_all = all_states(k)
+  log_p_star = np.logaddexp.reduce(np.concatenate([
+    -bernoulli_joint_energy(at_limit.W, at_limit.b, at_limit.c, data.astype(np.float64),
+                            h_all[i:i + 2**16]) for i in range(0, 2**k, 2**16)], axis=1), axis=1)
+  assert res.method == "exact"
+  np.testing.assert_allclose(res.log_likelihood, np.mean(log_p_star) - res.log_z, rtol=1e-5)

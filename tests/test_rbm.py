@@ -4,17 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import all_states, bernoulli_joint_energy
+from conftest import all_states, bernoulli_joint_energy, random_bernoulli
 
 from aerbm_jax import rbm
 
 
 def _bernoulli(rng, n=5, m=3, scale=1.0):
-  return rbm.BernoulliRBM(
-    W=jnp.asarray(rng.normal(0, scale, (n, m)), jnp.float32),
-    b=jnp.asarray(rng.normal(0, 0.5, n), jnp.float32),
-    c=jnp.asarray(rng.normal(0, 0.5, m), jnp.float32),
-  )
+  return random_bernoulli(rng, n, m, scale)
 
 
 def _gaussian(rng, n=3, m=3):
@@ -104,15 +100,15 @@ def test_long_thin_products_split_over_k_match_float64(rng, precision):
   n, m = 3 * rbm.K_CHUNK * 8, 5
   v = (rng.random((6, n)) < 0.3).astype(np.float32)
   w = rng.normal(0, 0.05, (n, m)).astype(np.float32)
-  chunks = rbm._k_chunks(jnp.asarray(v), jnp.asarray(w))
+  chunks = rbm.k_chunks(jnp.asarray(v), jnp.asarray(w))
   assert chunks == (24 if jax.default_backend() == "cpu" else 1)
-  assert rbm._k_chunks(jnp.asarray(v[:, :-1]), jnp.asarray(w[:-1])) == (
+  assert rbm.k_chunks(jnp.asarray(v[:, :-1]), jnp.asarray(w[:-1])) == (
     23 if jax.default_backend() == "cpu" else 1)  # 49,151 = 23 * 2137
   want = v.astype(np.float64) @ w.astype(np.float64)
   if precision == "bfloat16":  # the operands rounded, the sums in float32
     w_bf = np.asarray(jnp.asarray(w).astype(jnp.bfloat16).astype(jnp.float32), np.float64)
     want = v.astype(np.float64) @ w_bf
-  got = np.asarray(rbm._matmul(jnp.asarray(v), jnp.asarray(w), precision), np.float64)
+  got = np.asarray(rbm.matmul(jnp.asarray(v), jnp.asarray(w), precision), np.float64)
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
   p = rbm.BernoulliRBM(W=jnp.asarray(w), b=jnp.zeros(n), c=jnp.zeros(m))
   np.testing.assert_allclose(rbm.hidden_prob(p, v), 1 / (1 + np.exp(-v.astype(np.float64) @ w)),

@@ -8,7 +8,7 @@ import pytest
 from jax.extend.random import threefry_2x32
 from scipy import stats
 
-from aerbm_jax import _rng
+from aerbm_jax import rng
 
 
 def _reference_words(key, rows: int, cols: int) -> np.ndarray:
@@ -27,24 +27,24 @@ def _bits(u, bits: int) -> np.ndarray:
 
 def test_uniforms_carry_the_reference_hash_words():
   # Random123's known answer for Threefry-2x32-20: key (0, 0), counter (0, 0).
-  u, _ = _rng.uniforms(jax.random.wrap_key_data(jnp.zeros(2, jnp.uint32)), (2, 1), 32)
+  u, _ = rng.uniforms(jax.random.wrap_key_data(jnp.zeros(2, jnp.uint32)), (2, 1), 32)
   assert list(_bits(u, 32).ravel()) == [0x6B200159 >> 9, 0x99BA4EFE >> 9]
   key = jax.random.key(7)
   for rows in (6, 5):  # an even and an odd number of rows
     words = _reference_words(key, rows, 3)
-    np.testing.assert_array_equal(_bits(_rng.uniforms(key, (rows, 3), 32)[0], 32), words >> 9)
+    np.testing.assert_array_equal(_bits(rng.uniforms(key, (rows, 3), 32)[0], 32), words >> 9)
     # 16-bit: the low halves of the words fill the first rows, the high halves the rest.
     halves = np.concatenate([words & 0xFFFF, words >> 16])
     for n in (2 * rows, 2 * rows - 1):
-      np.testing.assert_array_equal(_bits(_rng.uniforms(key, (n, 3), 16)[0], 16), halves[:n])
+      np.testing.assert_array_equal(_bits(rng.uniforms(key, (n, 3), 16)[0], 16), halves[:n])
 
 
 @pytest.mark.parametrize("bits", [16, 32])
 @pytest.mark.parametrize("shape", [(7, 9), (8, 9), (1, 9), (9,)])
 def test_split_uniforms_are_the_slices_of_the_whole(bits, shape):
   key = jax.random.key(4)
-  whole, scale = _rng.uniforms(key, shape, bits)
-  (left, right), split_scale = _rng.uniforms(key, shape, bits, split=4)
+  whole, scale = rng.uniforms(key, shape, bits)
+  (left, right), split_scale = rng.uniforms(key, shape, bits, split=4)
   assert split_scale == scale
   np.testing.assert_array_equal(left, whole[..., :4])
   np.testing.assert_array_equal(right, whole[..., 4:])
@@ -52,13 +52,13 @@ def test_split_uniforms_are_the_slices_of_the_whole(bits, shape):
 
 def test_other_key_kinds_draw_through_jax_random():
   key = jax.random.key(3, impl="rbg")
-  np.testing.assert_array_equal(_rng.uniforms(key, (4, 3), 32)[0], jax.random.uniform(key, (4, 3)))
+  np.testing.assert_array_equal(rng.uniforms(key, (4, 3), 32)[0], jax.random.uniform(key, (4, 3)))
 
 
 @pytest.mark.parametrize("bits", [16, 32])
 @pytest.mark.parametrize("shape", [(401, 300), (1, 70_001), (70_001,)])
 def test_uniforms_are_uniform_and_pairwise_independent(bits, shape):
-  u, scale = _rng.uniforms(jax.random.key(11), shape, bits)
+  u, scale = rng.uniforms(jax.random.key(11), shape, bits)
   assert u.shape == shape and u.dtype == jnp.float32
   x = np.asarray(u, np.float64).ravel() / scale
   assert 0 < x.min() and x.max() < 1
@@ -76,7 +76,7 @@ def test_uniforms_are_uniform_and_pairwise_independent(bits, shape):
 
 
 def test_sixteen_bit_uniforms_take_every_value_at_their_resolution():
-  u, scale = _rng.uniforms(jax.random.key(5), (2048, 1024), 16)
+  u, scale = rng.uniforms(jax.random.key(5), (2048, 1024), 16)
   k = np.asarray(u) - 0.5
   assert scale == 2**16 and np.all(k == np.round(k))
   counts = np.bincount(k.astype(int).ravel(), minlength=2**16)
@@ -85,7 +85,7 @@ def test_sixteen_bit_uniforms_take_every_value_at_their_resolution():
 
 def test_bernoulli_matches_p_at_the_uniform_resolution():
   p = jnp.array([0.0, 1e-6, 0.3, 0.5, 1.0], jnp.float32)
-  draws = _rng.bernoulli(jax.random.key(2), jnp.broadcast_to(p, (200_000, 5)), 16)
+  draws = rng.bernoulli(jax.random.key(2), jnp.broadcast_to(p, (200_000, 5)), 16)
   freq = np.asarray(draws.mean(0))
   # P(draw = 1) = round(p 2^16) / 2^16: p = 1e-6 rounds to 0.
   expected = np.round(np.asarray(p, np.float64) * 2**16) / 2**16
@@ -96,7 +96,7 @@ def test_bernoulli_matches_p_at_the_uniform_resolution():
 @pytest.mark.parametrize("n", [1, 2, 7, 16, 17, 4096, 60000])
 @pytest.mark.parametrize("impl", ["threefry2x32", "rbg"])
 def test_permutation_takes_every_index_once(n, impl):
-  p = np.asarray(_rng.permutation(jax.random.key(n, impl=impl), n))
+  p = np.asarray(rng.permutation(jax.random.key(n, impl=impl), n))
   assert p.dtype == np.int32 and np.array_equal(np.sort(p), np.arange(n))
 
 
@@ -110,11 +110,11 @@ def test_permutation_is_a_stable_sort_by_the_round_keys(n):
   for k in keys:
     high = np.asarray(jax.random.bits(k, (n,), jnp.uint32)) >> b
     order = order[np.lexsort((np.arange(n), high))]
-  np.testing.assert_array_equal(_rng.permutation(key, n), order)
+  np.testing.assert_array_equal(rng.permutation(key, n), order)
 
 
 def test_permutation_is_uniform_over_all_orders():
-  draws = np.asarray(jax.jit(jax.vmap(lambda k: _rng.permutation(k, 5)))(
+  draws = np.asarray(jax.jit(jax.vmap(lambda k: rng.permutation(k, 5)))(
     jax.random.split(jax.random.key(0), 24_000)))
   codes = draws @ 5 ** np.arange(5)
   _, counts = np.unique(codes, return_counts=True)
@@ -124,7 +124,7 @@ def test_permutation_is_uniform_over_all_orders():
 
 def test_permutation_over_two_rounds_places_each_item_uniformly():
   # n = 4096 takes two sort rounds: where do the first 8 items land, over 16 bins?
-  draws = np.asarray(jax.jit(jax.vmap(lambda k: _rng.permutation(k, 4096)))(
+  draws = np.asarray(jax.jit(jax.vmap(lambda k: rng.permutation(k, 4096)))(
     jax.random.split(jax.random.key(1), 2_000)))
   where = np.argsort(draws, axis=1)  # where[:, i]: the position item i lands at
   counts = np.stack([np.bincount(where[:, i] // 256, minlength=16) for i in range(8)])

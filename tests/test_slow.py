@@ -1,10 +1,9 @@
 """Longer statistical checks, run by `make test-all` (marked slow)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import exact_visible_probs, total_variation, tv_tolerance
+from conftest import exact_visible_probs, random_bernoulli, total_variation, tv_tolerance
 
 from aerbm_jax import partition, rbm, sampling, train
 
@@ -14,10 +13,7 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize("impl", ["threefry2x32", "unsafe_rbg"])
 @pytest.mark.parametrize("uniform_bits", [16, 32])
 def test_gibbs_tv_with_400k_chains(impl, uniform_bits):
-  r = np.random.default_rng(11)
-  p = rbm.BernoulliRBM(jnp.asarray(r.normal(0, 1.2, (10, 5)), jnp.float32),
-                       jnp.asarray(r.normal(0, 0.5, 10), jnp.float32),
-                       jnp.asarray(r.normal(0, 0.5, 5), jnp.float32))
+  p = random_bernoulli(11, 10, 5, scale=1.2)
   probs = exact_visible_probs(p)
   n = 400_000
   v = sampling.sample(jax.random.key(3, impl=impl), p, n_chains=n, n_steps=80,

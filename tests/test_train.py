@@ -1,80 +1,18 @@
 """Training: estimators against the exact gradient, learning, reproducibility, fit_many."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from conftest import tiny_problem
 
 from aerbm_jax import partition, rbm, train
 from aerbm_jax.train import TrainConfig
 
 
-def _tiny_problem(seed=0, n=6, m=3):
-  r = np.random.default_rng(seed)
-  p = rbm.BernoulliRBM(
-    W=jnp.asarray(r.normal(0, 0.5, (n, m)), jnp.float32),
-    b=jnp.asarray(r.normal(0, 0.3, n), jnp.float32),
-    c=jnp.asarray(r.normal(0, 0.3, m), jnp.float32),
-  )
-  proto = r.random((2, n)) < 0.5
-  data = np.where(r.random((40, n)) < 0.9, proto[r.integers(0, 2, 40)], ~proto[0])
-  return p, data.astype(np.float32)
-
-
-def _exact_nll_grad(p, data):
-  def nll(q):
-    return -partition.log_likelihood(q, data, partition.exact_log_partition(q))
-  return jax.grad(nll)(p)
-
-
-def _flat(tree):
-  return np.concatenate([np.ravel(x) for x in tree])
-
-
-def test_long_chain_cd_matches_exact_gradient_and_cd1_bias_is_measured():
-  p, data = _tiny_problem()
-  exact = _flat(_exact_nll_grad(p, data))
-  reps = 500  # every data row starts 500 chains
-  v = jnp.asarray(np.repeat(data, reps, axis=0))
-  g_long, _ = train.cd_grad(jax.random.key(0), p, v, k=100)
-  g_long = _flat(g_long)
-  rel = np.linalg.norm(g_long - exact) / np.linalg.norm(exact)
-  assert rel < 0.05, rel
-  # CD-1 is biased: measure it. It must still point uphill in likelihood.
-  g1 = _flat(train.cd_grad(jax.random.key(1), p, v, k=1)[0])
-  cos = g1 @ exact / (np.linalg.norm(g1) * np.linalg.norm(exact))
-  big = np.abs(exact) > 0.2 * np.abs(exact).max()
-  assert cos > 0.5, cos
-  assert np.all(np.sign(g1[big]) == np.sign(exact[big]))
-
-
-@pytest.mark.parametrize("m, rows", [(64, 128), (65, 128), (64, 127), (16, 256)])
-def test_weight_statistics_equal_v_transpose_h_in_both_forms(m, rows):
-  # (64, 128) and (16, 256) take the transposed form on CPU, the others the plain dot.
-  r = np.random.default_rng(m + rows)
-  v, h = r.random((3, rows, 200)).astype(np.float32), r.random((3, rows, m)).astype(np.float32)
-  want = np.einsum("sbn,sbm->snm", v.astype(np.float64), h)
-  one = jax.jit(train._weight_statistics)(v[0], h[0])
-  many = jax.jit(jax.vmap(train._weight_statistics))(v, h)
-  np.testing.assert_allclose(one, want[0], rtol=2e-5, atol=1e-4)
-  np.testing.assert_allclose(many, want, rtol=2e-5, atol=1e-4)
-  jaxpr = str(jax.make_jaxpr(train._weight_statistics)(v[0], h[0]))
-  transposed = jax.default_backend() == "cpu" and m <= 64 and rows >= 128
-  assert ("optimization_barrier" in jaxpr) == transposed
-
-
-def test_pcd_gradient_averaged_over_chains_matches_exact():
-  p, data = _tiny_problem(1)
-  exact = _flat(_exact_nll_grad(p, data))
-  chains = train.sampling.init(p, np.zeros((20_000, 6), np.float32))
-  chains = train.sampling.run(jax.random.key(0), chains, p, 100)
-  g, _ = train.pcd_grad(jax.random.key(1), p, jnp.asarray(data), chains, k=1)
-  assert np.linalg.norm(_flat(g) - exact) / np.linalg.norm(exact) < 0.05
-
-
 @pytest.mark.parametrize("method", ["cd", "pcd"])
 def test_training_increases_exact_log_likelihood(method):
-  p, data = _tiny_problem(2)
+  p, data = tiny_problem(2)
   cfg = TrainConfig(method=method, epochs=30, batch_size=10, learning_rate=0.1, progress=False)
   trained, hist = train.fit(jax.random.key(0), p, data, cfg)
   ll0 = float(partition.log_likelihood(p, data, partition.exact_log_partition(p)))
@@ -84,7 +22,7 @@ def test_training_increases_exact_log_likelihood(method):
 
 
 def test_same_seed_gives_bitwise_identical_parameters():
-  p, data = _tiny_problem(3)
+  p, data = tiny_problem(3)
   cfg = TrainConfig(method="pcd", epochs=3, batch_size=8, schedule="cosine", progress=False)
   a, ha = train.fit(jax.random.key(5), p, data, cfg)
   b, hb = train.fit(jax.random.key(5), p, data, cfg)
@@ -99,7 +37,7 @@ def test_same_seed_gives_bitwise_identical_parameters():
 
 @pytest.mark.parametrize("method", ["cd", "pcd"])
 def test_fit_many_equals_separate_fits(method):
-  _, data = _tiny_problem(4)
+  _, data = tiny_problem(4)
   keys = jax.random.split(jax.random.key(0), 4)
   params = jax.vmap(lambda k: rbm.init(k, 6, 3, weight_scale=0.1))(keys)
   cfg = TrainConfig(method=method, epochs=3, batch_size=8, progress=False)
@@ -113,7 +51,7 @@ def test_fit_many_equals_separate_fits(method):
 
 
 def test_fit_many_bootstrap_differs_per_seed():
-  _, data = _tiny_problem(5)
+  _, data = tiny_problem(5)
   keys = jax.random.split(jax.random.key(1), 3)
   p = rbm.init(jax.random.key(0), 6, 3)  # one model shared by every seed
   cfg = TrainConfig(epochs=2, batch_size=8, progress=False)
@@ -164,7 +102,7 @@ def test_divergence_names_the_epoch():
   ],
 )
 def test_bad_input_gets_a_clear_error(make, match):
-  p, data = _tiny_problem()
+  p, data = tiny_problem()
   with pytest.raises(ValueError, match=match):
     make(p, data)
 
@@ -176,24 +114,9 @@ def _leaves_equal(a, b):
   return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-def test_chunked_epochs_reuse_compiles_and_match_across_chunk_sizes():
-  p, data = _tiny_problem()
-  cfg = TrainConfig(method="pcd", epochs=5, batch_size=8, epochs_per_call=2, progress=False)
-  a, ha = train.fit(jax.random.key(3), p, data, cfg)
-  compiled = train._epochs_one._cache_size()
-  b, _ = train.fit(jax.random.key(4), p, data, cfg)  # new key and data values, same shapes
-  c, _ = train.fit(jax.random.key(3), p, data[::-1].copy(), cfg)
-  assert train._epochs_one._cache_size() == compiled  # nothing recompiled
-  whole, hw = train.fit(jax.random.key(3), p, data, TrainConfig(
-    method="pcd", epochs=5, batch_size=8, epochs_per_call=5, progress=False))
-  for x, y in zip(a, whole):  # chunking changes the compiled program, not the maths
-    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(ha.log_likelihood, hw.log_likelihood, rtol=1e-5)
-
-
 @pytest.mark.parametrize("method", ["cd", "pcd"])
 def test_resume_from_checkpoint_is_bitwise_identical(tmp_path, method):
-  p, data = _tiny_problem()
+  p, data = tiny_problem()
   cfg = TrainConfig(method=method, epochs=6, batch_size=8, epochs_per_call=2, progress=False)
   ref, href = train.fit(jax.random.key(7), p, data, cfg)
   ckpt = tmp_path / "ckpt"
@@ -210,10 +133,10 @@ def test_resume_from_checkpoint_is_bitwise_identical(tmp_path, method):
 
 
 def test_keyboard_interrupt_saves_and_resumes(tmp_path, monkeypatch):
-  p, data = _tiny_problem()
+  p, data = tiny_problem()
   cfg = TrainConfig(method="pcd", epochs=6, batch_size=8, epochs_per_call=2, progress=False)
   ref, _ = train.fit(jax.random.key(2), p, data, cfg)
-  real, calls = train._epochs_one, []
+  real, calls = train.epochs, []
 
   def interrupted(*args):
     calls.append(1)
@@ -221,12 +144,12 @@ def test_keyboard_interrupt_saves_and_resumes(tmp_path, monkeypatch):
       raise KeyboardInterrupt
     return real(*args)
 
-  monkeypatch.setattr(train, "_epochs_one", interrupted)
+  monkeypatch.setattr(train, "epochs", interrupted)
   ckpt = tmp_path / "ckpt"
   with pytest.raises(KeyboardInterrupt):
     train.fit(jax.random.key(2), p, data, cfg, checkpoint_dir=ckpt, checkpoint_every_s=1e9)
   assert [d.name for d in ckpt.iterdir() if d.name.isdigit()] == ["2"]  # saved on Ctrl-C
-  monkeypatch.setattr(train, "_epochs_one", real)
+  monkeypatch.setattr(train, "epochs", real)
   out, _ = train.fit(jax.random.key(2), p, data, cfg, checkpoint_dir=ckpt)
   assert _leaves_equal(out, ref)
 
@@ -241,7 +164,7 @@ def test_keyboard_interrupt_saves_and_resumes(tmp_path, monkeypatch):
   ],
 )
 def test_resume_with_other_settings_is_refused(tmp_path, change, match):
-  p, data = _tiny_problem()
+  p, data = tiny_problem()
   cfg = TrainConfig(method="pcd", epochs=6, batch_size=8, progress=False)
   train.fit(jax.random.key(7), p, data, cfg, checkpoint_dir=tmp_path)
   args = dict(key=jax.random.key(7), params=p, config=cfg) | change
@@ -286,16 +209,3 @@ def test_divergence_names_the_latest_checkpoint_and_a_resume_diverges_alike(tmp_
     np.testing.assert_array_equal(a, b)
 
 
-def test_compiled_epoch_keeps_no_spare_copy_of_the_parameters():
-  """The divergence guard costs no W-sized buffer: XLA's plan for a CD-1 epoch holds W and its
-  momentum (donated, so aliased to the outputs) and, as temporaries, the gradient and less than
-  a third of W more (1.35 W in all). The `where(ok, new, old)` guard it replaced planned 3.35 W."""
-  n = m = 1024
-  cfg = TrainConfig(epochs=1, batch_size=32, exact_ll=False, progress=False)
-  x = jax.ShapeDtypeStruct((4 * cfg.batch_size, n), jnp.float32)
-  params = jax.eval_shape(lambda k: rbm.init(k, n, m), jax.random.key(0))
-  _, state, key = jax.eval_shape(lambda k, p, d: train._setup(k, p, d, cfg, False),
-                                 jax.random.key(0), params, x)
-  plan = train._epochs_one.lower(key, 0, state, x, x, cfg, 1, False, None).compile()
-  temp_weights = plan.memory_analysis().temp_size_in_bytes / (4 * n * m)
-  assert temp_weights < 1.5, temp_weights

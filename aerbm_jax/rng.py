@@ -10,12 +10,21 @@ from jax import Array
 from jax.extend.random import threefry2x32_p
 from jax.typing import ArrayLike
 
-__all__ = ["bernoulli", "uniforms", "permutation", "DEFAULT_UNIFORM_BITS", "resolve_uniform_bits"]
+__all__ = ["bernoulli", "uniforms", "permutation", "typed_keys", "DEFAULT_UNIFORM_BITS",
+           "resolve_uniform_bits"]
 
-# None: chosen per backend by measurement (benchmarks/results/). On CPU, 16-bit uniforms (two
-# draws per 32-bit random word; resolution 2^-16, so P(draw = 1) = round(p * 2^16) / 2^16,
-# within 2^-17 of p) are faster; on GPU, 32-bit uniforms (resolution 2^-23) are.
+# None: chosen per backend, whichever benchmarks/results/ shows faster there. 16-bit uniforms
+# (two draws per 32-bit random word; resolution 2^-16, so P(draw = 1) = round(p * 2^16) / 2^16,
+# within 2^-17 of p) on CPU, where hashing dominates; 32-bit ones (resolution 2^-23) on GPU.
 DEFAULT_UNIFORM_BITS: int | None = None
+
+
+def typed_keys(keys: ArrayLike) -> Array:
+  """Typed PRNG keys; raw uint32 key data (`jax.random.PRNGKey`) is wrapped."""
+  keys = jnp.asarray(keys)
+  if jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
+    return keys
+  return jax.random.wrap_key_data(keys)
 
 
 def resolve_uniform_bits(uniform_bits: int | None) -> int:
@@ -70,7 +79,7 @@ def uniforms(key: Array, shape: tuple[int, ...], uniform_bits: int | None = DEFA
   `u`, each computed where it is used (one sweep's hidden and visible draws).
   """
   # Rows are filled from the leading dimension, so every piece of a word stays contiguous
-  # (measured faster than interleaving or a bitcast); a vector or a single row is flattened.
+  # (no interleaving or bitcast to undo); a vector or a single row is flattened.
   flat = len(shape) < 2 or shape[0] < 2
   q_shape = (math.prod(shape),) if flat else shape
   columns = (slice(None),) if flat or split is None else (slice(None, split), slice(split, None))
@@ -116,8 +125,12 @@ def permutation(key: Array, n: int) -> Array:
   over as many rounds as it takes for the keys to hold >= 3 log2(n) random bits together, so
   that a tie (which keeps the previous order) has probability below 1/n. Each round packs its
   random bits above the position's `b = bit_length(n - 1)` bits into one uint32 and sorts that
-  alone: XLA's CPU sort of a plain uint32 array ran 5x faster than the key-value sort inside
-  `jax.random.permutation` (3 rounds took 3.5 ms against 11.4 ms at n = 16,384).
+  alone: XLA's CPU sort of a plain array is much cheaper than the key-value sort inside
+  `jax.random.permutation` (README, "Each training epoch shuffles").
+
+  Args:
+    key: PRNG key.
+    n: the number of items.
   """
   b = max(1, (n - 1).bit_length())
   free = 32 - b
@@ -125,7 +138,7 @@ def permutation(key: Array, n: int) -> Array:
     return jax.random.permutation(key, n).astype(jnp.int32)
   positions = jax.lax.iota(jnp.uint32, n)
   order = positions
-  for k in jax.random.split(key, -(-3 * b // free)):
-    packed = (jax.random.bits(k, (n,), jnp.uint32) >> b << b) | positions
+  for key_round in jax.random.split(key, -(-3 * b // free)):
+    packed = (jax.random.bits(key_round, (n,), jnp.uint32) >> b << b) | positions
     order = order[jnp.sort(packed) & ((1 << b) - 1)]
   return order.astype(jnp.int32)

@@ -1,0 +1,248 @@
+"""Experiment configs: the recipe's `ExperimentConfig` and presets, the study's `CIStudyConfig`.
+
+Configs are frozen dataclasses. The helpers here are the one place that knows how a config's
+fields are typed (`field_kinds`, used by the CLI to build its options and by run directories
+to read `config.json` back) and how an unknown field is refused (`check_fields`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Iterable
+
+from aerbm_jax import autoencoder as ae
+from aerbm_jax import train
+
+__all__ = [
+  "ExperimentConfig", "PRESETS", "FOLDER_DEFAULTS", "QUICK", "make_config",
+  "CIStudyConfig", "STUDY_QUICK", "make_study_config",
+  "field_kinds", "check_fields", "from_dict",
+]
+
+
+def field_kinds(cls: type) -> dict[str, str]:
+  """Each field's kind: "bool", "int", "float", "ints" (a tuple of ints) or "str"."""
+  kinds = {}
+  for f in dataclasses.fields(cls):
+    kind = str(f.type)
+    kinds[f.name] = ("ints" if kind.startswith("tuple") else
+                     kind if kind in ("bool", "int", "float") else "str")
+  return kinds
+
+
+def check_fields(cls: type, names: Iterable[str], message: str, hint: str = "") -> None:
+  """ValueError `message: a, b{hint}` for the `names` that are not fields of `cls`."""
+  unknown = sorted(set(names) - set(field_kinds(cls)))
+  if unknown:
+    raise ValueError(f"{message} {', '.join(unknown)}{hint}")
+
+
+def from_dict(cls: type, raw: dict[str, Any], where: str) -> Any:
+  """The config `cls(**raw)` from JSON values (lists become tuples), validated.
+
+  A field `cls` lacks (another kind of run, or another version) is a ValueError naming
+  `where` (the file) and the class.
+  """
+  check_fields(cls, raw, f"{where} has unknown field(s)",
+               f": it was not written by this version's {cls.__name__} (another kind of run, "
+               "or version)")
+  kinds = field_kinds(cls)
+  values = {k: tuple(v) if kinds[k] == "ints" and isinstance(v, list) else v
+            for k, v in raw.items()}
+  config = cls(**values)
+  config.validate()
+  return config
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  """Every setting of an experiment; the CLI exposes each field as `--field-name`."""
+
+  name: str = "mondrian"
+  data: str | None = None  # a folder of the user's images; overrides the built-in source
+  tfds: str | None = None  # a tensorflow-datasets name (downloads; optional)
+  n_images: int = 200  # images to generate (mondrian) or at most to use
+  image_size: int = 128
+  channels: int = 3
+  held_out_fraction: float = 0.15
+  seed: int = 0
+  # autoencoder
+  ae_latent_dim: int = 128
+  ae_features: tuple[int, ...] = (16, 32, 64, 128)
+  ae_latent_activation: str = "sigmoid"
+  ae_epochs: int = 60
+  ae_batch_size: int = 16
+  ae_learning_rate: float = 2e-3
+  ae_augment: bool = True
+  # RBM on the latent codes
+  rbm_visible: str = "bernoulli"  # "gaussian" needs ae_latent_activation="linear"
+  rbm_hidden: int = 64
+  rbm_method: str = "cd"  # CD-1: PCD-1 with momentum 0.9 collapsed the pixel RBMs
+  rbm_k: int = 1
+  rbm_epochs: int = 300
+  rbm_batch_size: int = 16
+  rbm_learning_rate: float = 0.01
+  rbm_weight_decay: float = 1e-4
+  # RBM on the pixels (for comparison)
+  pixel_hidden: int = 64
+  pixel_epochs: int = 300
+  pixel_learning_rate: float = 0.005
+  # sampling and evaluation
+  sample_chains: int = 64
+  sample_steps: int = 1000
+  ais_chains: int = 32
+  ais_betas: int = 2000  # 0 skips AIS
+  # checkpoints (a killed run resumes with --resume RUN_DIR)
+  checkpoint_every_s: float = 30.0  # least time between two training checkpoints
+  rbm_epochs_per_call: int = 0  # RBM epochs per compiled call; 0: ~256 updates per call
+  # devices: split RBM minibatches and sampling chains over every device (and host)
+  shard: bool = False
+
+  def validate(self) -> None:
+    """Raise ValueError naming the first bad field."""
+    ints = [f.name for f in dataclasses.fields(self) if f.type in ("int", int)]
+    for name in ints:
+      v = getattr(self, name)
+      if not isinstance(v, int) or isinstance(v, bool):
+        raise ValueError(f"{name} must be an int, got {v!r}")
+      zero_ok = name in ("seed", "ais_betas", "rbm_epochs_per_call")
+      if v < 0 or (v == 0 and not zero_ok):
+        raise ValueError(f"{name} must be {'>= 0' if zero_ok else '> 0'}, got {v}")
+    for name in ("ae_learning_rate", "rbm_learning_rate", "pixel_learning_rate",
+                 "rbm_weight_decay", "held_out_fraction", "checkpoint_every_s"):
+      v = getattr(self, name)
+      if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    if not 0 <= self.held_out_fraction < 1:
+      raise ValueError(f"held_out_fraction must lie in [0, 1), got {self.held_out_fraction}")
+    if self.rbm_visible not in ("bernoulli", "gaussian"):
+      raise ValueError(f"rbm_visible must be 'bernoulli' or 'gaussian', got {self.rbm_visible!r}")
+    if self.rbm_visible == "bernoulli" and self.ae_latent_activation != "sigmoid":
+      raise ValueError("a Bernoulli latent RBM needs latents in (0, 1): set "
+                       "ae_latent_activation=sigmoid, or rbm_visible=gaussian")
+    if self.ais_betas and self.ais_betas < 3:
+      raise ValueError(f"ais_betas must be 0 (off) or >= 3, got {self.ais_betas}")
+    self.ae_config().validate()
+    self.rbm_config().validate()
+    self.pixel_config().validate()
+
+  def ae_config(self) -> ae.AEConfig:
+    """The autoencoder's settings."""
+    return ae.AEConfig(
+      image_size=self.image_size, channels=self.channels, latent_dim=self.ae_latent_dim,
+      latent_activation=self.ae_latent_activation, features=tuple(self.ae_features),
+      learning_rate=self.ae_learning_rate, epochs=self.ae_epochs,
+      batch_size=self.ae_batch_size, augment=self.ae_augment)
+
+  def rbm_config(self) -> train.TrainConfig:
+    """The latent RBM's training settings."""
+    return train.TrainConfig(
+      method=self.rbm_method, k=self.rbm_k, epochs=self.rbm_epochs,
+      batch_size=self.rbm_batch_size, learning_rate=self.rbm_learning_rate,
+      weight_decay=self.rbm_weight_decay, exact_ll=False,
+      epochs_per_call=self.rbm_epochs_per_call)
+
+  def pixel_config(self) -> train.TrainConfig:
+    """The pixel RBM's training settings."""
+    return dataclasses.replace(
+      self.rbm_config(), epochs=self.pixel_epochs, learning_rate=self.pixel_learning_rate)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+  # Procedural Mondrian compositions at the page's 128x128x3.
+  "mondrian": dict(n_images=200),
+  # The 100 real face crops shipped with scikit-image (25x25 grey, shown at 32x32).
+  "faces": dict(n_images=100, image_size=32, channels=1, ae_features=(32, 64, 128),
+                ae_epochs=150, ae_batch_size=10, rbm_batch_size=10),
+  # scikit-learn's 8x8 digits, shown at 28x28 for the autoencoder.
+  "digits": dict(n_images=500, image_size=28, channels=1, ae_features=(32, 64),
+                 ae_epochs=30, ae_batch_size=32, ae_augment=False, rbm_batch_size=32,
+                 rbm_epochs=100, pixel_epochs=100),
+}
+# A user's folder (--data DIR) is read at the page's 128x128 colour unless overridden.
+FOLDER_DEFAULTS: dict[str, Any] = dict(image_size=128, channels=3)
+# --quick: the same pipeline in seconds, for tests.
+QUICK: dict[str, Any] = dict(
+  n_images=32, held_out_fraction=0.25, image_size=32, ae_latent_dim=16, ae_features=(8, 16), ae_epochs=2,
+  ae_batch_size=8, rbm_hidden=8, rbm_epochs=3, rbm_batch_size=8, pixel_hidden=8,
+  pixel_epochs=3, sample_chains=8, sample_steps=20, ais_chains=4, ais_betas=50)
+
+
+def make_config(name: str, *, quick: bool = False, folder: bool = False, **overrides: Any
+                ) -> ExperimentConfig:
+  """The preset `name`, then folder defaults, then `--quick`, then explicit overrides."""
+  if name not in PRESETS:
+    raise ValueError(f"unknown experiment {name!r}; choose one of {', '.join(PRESETS)}")
+  check_fields(ExperimentConfig, overrides, "unknown config field(s):")
+  values: dict[str, Any] = {"name": name, **PRESETS[name]}
+  if folder:
+    values.update(FOLDER_DEFAULTS)
+  if quick:
+    values.update(QUICK)
+  values.update(overrides)
+  config = ExperimentConfig(**values)
+  config.validate()
+  return config
+
+
+@dataclasses.dataclass(frozen=True)
+class CIStudyConfig:
+  """Every setting of the confidence-interval study (`ci_study`)."""
+
+  name: str = "ci_study"
+  data: str | None = None  # a folder of images instead of generated Mondrian compositions
+  dataset: str = "mondrian"  # "mondrian" or "faces" when no folder is given
+  image_size: int = 32
+  channels: int = 3
+  n_values: tuple[int, ...] = (25, 50, 100, 400)  # training-set sizes
+  latent_dims: tuple[int, ...] = (16, 32, 64, 128)
+  seeds: int = 16
+  bootstrap: bool = False  # each seed trains on its own resample of the N images
+  n_held_out: int = 200
+  hidden: int = 64
+  rbm_updates: int = 1500  # gradient updates per RBM, whatever N is
+  rbm_batch_size: int = 16
+  rbm_learning_rate: float = 0.01
+  pixel_learning_rate: float = 0.005
+  ae_updates: int = 600
+  ae_features: tuple[int, ...] = (16, 32, 64)
+  moment_chains: int = 200  # samples per seed for the model's mean and covariance
+  moment_steps: int = 200
+  cov_dims: int = 48  # covariance and W W^T on the first cov_dims visible units
+  ais_chains: int = 32
+  ais_betas: int = 1000
+  seed: int = 0
+  shard: bool = False  # split the seeds (then minibatches) over every device and host
+
+  def validate(self) -> None:
+    """Raise ValueError naming the first bad field."""
+    for f in dataclasses.fields(self):
+      v = getattr(self, f.name)
+      if f.type == "int" and (not isinstance(v, int) or v < (0 if f.name == "seed" else 1)):
+        raise ValueError(f"{f.name} must be a positive int, got {v!r}")
+      if f.type == "float" and (not math.isfinite(v) or v <= 0):
+        raise ValueError(f"{f.name} must be finite and > 0, got {v!r}")
+    if self.seeds < 2:
+      raise ValueError(f"seeds must be >= 2 to measure a spread, got {self.seeds}")
+    if not self.n_values or min(self.n_values) < 2 or not self.latent_dims:
+      raise ValueError("n_values (each >= 2) and latent_dims must not be empty")
+    if self.dataset not in ("mondrian", "faces"):
+      raise ValueError(f"dataset must be 'mondrian' or 'faces', got {self.dataset!r}")
+
+
+STUDY_QUICK: dict[str, Any] = dict(
+  image_size=16, n_values=(12, 24), latent_dims=(8,), seeds=4, n_held_out=16, hidden=8,
+  rbm_updates=30, rbm_batch_size=4, ae_updates=20, ae_features=(8, 16), moment_chains=16,
+  moment_steps=10, cov_dims=8, ais_chains=4, ais_betas=50)
+
+
+def make_study_config(*, quick: bool = False, **overrides: Any) -> CIStudyConfig:
+  """The interval study's defaults, then `--quick`, then explicit overrides, validated."""
+  fields = field_kinds(CIStudyConfig)
+  check_fields(CIStudyConfig, overrides, "ci_study has no config field(s)",
+               f"; its fields: {', '.join(sorted(set(fields) - {'name'}))}")
+  values = {**(STUDY_QUICK if quick else {}), **overrides}
+  config = CIStudyConfig(**values)
+  config.validate()
+  return config

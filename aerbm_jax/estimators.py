@@ -1,0 +1,89 @@
+"""Gradient estimators for RBM training: CD-k and PCD-k on the closed-form statistics.
+
+The gradient of the mean log-likelihood is `-<dF/dtheta>_data + <dF/dtheta>_model`; writing it
+as the gradient of `mean F(v_data) - mean F(v_model)` (model samples held fixed) gives the
+usual `<v p(h|v)^T>_data - <v p(h|v)^T>_model` statistics, with `p(h|v)` in place of sampled
+hidden states, and covers Gaussian models' `log_sigma` without separate formulas.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from aerbm_jax import rbm, sampling
+from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
+from aerbm_jax.rng import DEFAULT_UNIFORM_BITS
+from aerbm_jax.sampling import GibbsState
+
+__all__ = ["weight_statistics", "contrastive_grad", "cd_grad", "pcd_grad"]
+
+
+def weight_statistics(v: Array, h: Array, precision=rbm.SAMPLER_PRECISION) -> Array:
+  """`v.T @ h`: (n_visible, n_hidden) float32 from v (rows, n_visible), h (rows, n_hidden).
+
+  On CPU, with few hidden units and many rows (the course page's pixel RBM, 49,152 x 64), XLA's
+  dot for this product is slow, and `(h.T @ v).T` is faster; elsewhere the plain form is, so
+  the transposed one is taken only for n_hidden <= 64 and rows >= 128 on CPU (the measurements
+  are in the README's benchmark section). The barrier stops XLA from rewriting it back.
+  """
+  rows, m = h.shape
+  if m <= 64 and rows >= 128 and jax.default_backend() == "cpu":
+    return jax.lax.optimization_barrier(rbm.matmul(h.T, v, precision)).T
+  return rbm.matmul(v.T, h, precision)
+
+
+def contrastive_grad(params: RBM, v_data: Array, v_model: Array,
+                     precision=rbm.SAMPLER_PRECISION, h_data: Array | None = None) -> RBM:
+  """Gradient of the negative mean log-likelihood, estimated with model samples `v_model`.
+
+  `h_data`: `p(h | v_data)` if already computed (CD chains start from it). Bernoulli models use
+  the closed form `-(<v h^T>_data - <v h^T>_model)` with data and model rows stacked into one
+  matmul; Gaussian models differentiate `mean F(v_data) - mean F(v_model)`. Monte Carlo noise
+  dominates the estimate, so matmuls run at the sampler's precision (TF32 on recent NVIDIA
+  GPUs), not the exact one.
+  """
+  v_model = jax.lax.stop_gradient(v_model).astype(v_data.dtype)
+  n_data, n_model = v_data.shape[0], v_model.shape[0]
+  v_all = jnp.concatenate([v_data, v_model])
+  weights = jnp.concatenate([jnp.full(n_data, 1.0 / n_data, v_data.dtype),
+                             jnp.full(n_model, -1.0 / n_model, v_data.dtype)])
+  if isinstance(params, GaussianRBM):
+    return jax.grad(lambda p: jnp.sum(weights * rbm.free_energy(p, v_all, precision)))(params)
+  if h_data is None:
+    h_data = rbm.hidden_prob(params, v_data, precision)
+  h_model = rbm.hidden_prob(params, v_model, precision)
+  h_all = jnp.concatenate([h_data, h_model]) * weights[:, None]
+  return BernoulliRBM(
+    W=-weight_statistics(v_all, h_all, precision),
+    # A weighted sum as a matvec: XLA's CPU column reduction of a wide (B, n) array is far
+    # slower than a matrix-vector product at the pixel size.
+    b=-rbm.matmul(weights, v_all, precision),
+    c=-jnp.sum(h_all, 0),
+  )
+
+
+def cd_grad(
+  key: Array, params: RBM, v_data: Array, k: int = 1, uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
+  precision: str | None = None,
+) -> tuple[RBM, Array]:
+  """CD-k: chains start at the data and run k sweeps. Returns `(grads, v_model)`."""
+  start = sampling.init(params, v_data)  # start.h = p(h | v_data), the positive statistics
+  final, _ = sampling.run(key, start, params, k, uniform_bits=uniform_bits, precision=precision)
+  return contrastive_grad(params, v_data, final.v, precision, h_data=start.h), final.v
+
+
+def pcd_grad(
+  key: Array,
+  params: RBM,
+  v_data: Array,
+  chains: GibbsState,
+  k: int = 1,
+  uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
+  precision: str | None = None,
+) -> tuple[RBM, GibbsState]:
+  """PCD-k (Tieleman 2008): persistent chains advance k sweeps. Returns `(grads, chains)`."""
+  chains, _ = sampling.run(key, chains, params, k, uniform_bits=uniform_bits,
+                           precision=precision)
+  return contrastive_grad(params, v_data, chains.v, precision), chains

@@ -1,0 +1,131 @@
+"""Run directories: creating one, reading its config back, its images, and a finished run's models.
+
+A recipe run directory holds `config.json`, `metrics.json`, `report.md`, PNG pictures and
+`checkpoints/` (`autoencoder`, `latent_rbm`, `pixel_rbm`, `latent_scaler.npz`, and `train/`
+for the training stages' periodic checkpoints). A study's holds `config.json`, `ci_study.json`,
+`report.md`, plots and `checkpoints/settings/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from aerbm_jax import autoencoder as ae
+from aerbm_jax import checkpoint, data, rbm
+from aerbm_jax.configs import CIStudyConfig, ExperimentConfig, from_dict
+
+__all__ = [
+  "new_run_dir", "read_config", "load_config", "load_study_config", "load_split",
+  "Standardiser", "FinishedRun", "load_run",
+]
+
+
+def new_run_dir(run_dir: str | Path, config: Any) -> Path:
+  """Create a run directory holding `config.json`; an existing, non-empty one is an error."""
+  run_dir = Path(run_dir)
+  if run_dir.exists() and any(run_dir.iterdir()):
+    raise FileExistsError(f"run directory {run_dir} exists and is not empty; choose another --out")
+  run_dir.mkdir(parents=True, exist_ok=True)
+  checkpoint.write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(config), indent=1))
+  return run_dir
+
+
+def read_config(run_dir: str | Path, cls: type) -> Any:
+  """The frozen config dataclass `cls` stored in `run_dir/config.json`, validated.
+
+  A missing file is a FileNotFoundError; a field `cls` lacks and a bad value are ValueErrors.
+  """
+  path = Path(run_dir) / "config.json"
+  if not path.is_file():
+    raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.json")
+  return from_dict(cls, json.loads(path.read_text()), str(path))
+
+
+def load_config(run_dir: str | Path) -> ExperimentConfig:
+  """The `ExperimentConfig` stored in a recipe run directory."""
+  return read_config(run_dir, ExperimentConfig)
+
+
+def load_study_config(run_dir: str | Path) -> CIStudyConfig:
+  """The `CIStudyConfig` stored in a study's run directory."""
+  return read_config(run_dir, CIStudyConfig)
+
+
+def load_split(config: ExperimentConfig) -> tuple[np.ndarray, np.ndarray, str]:
+  """The run's images split by name into `(train, held_out, description)`."""
+  images, names, source = data.load_source(
+    config.name, config.image_size, config.channels, folder=config.data, tfds=config.tfds,
+    n=config.n_images, seed=config.seed)
+  train_idx, held_idx = data.split_indices(names, config.held_out_fraction)
+  return images[train_idx], images[held_idx], source
+
+
+class Standardiser:
+  """Per-dimension standardisation of latents for a Gaussian RBM (identity for Bernoulli)."""
+
+  def __init__(self, mean: np.ndarray, std: np.ndarray):
+    self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+
+  @classmethod
+  def fit(cls, z: np.ndarray, on: bool) -> "Standardiser":
+    """Fitted to codes `z: (N, d)` when `on`, else the identity."""
+    if on:
+      return cls(z.mean(0), z.std(0) + 1e-6)
+    return cls(np.zeros(z.shape[1]), np.ones(z.shape[1]))
+
+  def forward(self, z):
+    """Codes to the RBM's space."""
+    return ((z - self.mean) / self.std).astype(np.float32)
+
+  def inverse(self, z):
+    """The RBM's space back to codes."""
+    return (z * self.std + self.mean).astype(np.float32)
+
+  def save(self, path: Path) -> None:
+    """Write `mean` and `std` to an .npz file atomically."""
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, mean=self.mean, std=self.std)
+    os.replace(tmp, path)
+
+  @classmethod
+  def load(cls, path: Path) -> "Standardiser":
+    """The scaler `save` wrote to `path`."""
+    with np.load(path) as f:
+      return cls(f["mean"], f["std"])
+
+
+class FinishedRun(NamedTuple):
+  """What a finished recipe run directory holds, loaded."""
+
+  config: ExperimentConfig
+  ae_params: Any  # the autoencoder's flax variables
+  latent_rbm: rbm.RBM
+  pixel_rbm: rbm.RBM
+  scaler: Standardiser
+
+
+def load_run(run_dir: str | Path) -> FinishedRun:
+  """A finished run's config, AE parameters, latent and pixel RBMs and latent scaler."""
+  run_dir = Path(run_dir)
+  config = load_config(run_dir)
+  ae_cfg = config.ae_config()
+  ckpt = run_dir / "checkpoints"
+  if not (ckpt / "pixel_rbm").is_dir():
+    raise FileNotFoundError(f"{run_dir} has not finished training; finish it with "
+                            f"`aerbm experiment {config.name} --resume {run_dir}`")
+  ae_params = checkpoint.restore(ckpt / "autoencoder", ae.init(jax.random.key(0), ae_cfg))
+  key = jax.random.key(0)
+  lat_like = jax.eval_shape(lambda: rbm.init(key, config.ae_latent_dim, config.rbm_hidden,
+                                             visible=config.rbm_visible))
+  n_pixels = config.image_size ** 2 * config.channels
+  pix_like = jax.eval_shape(lambda: rbm.init(key, n_pixels, config.pixel_hidden))
+  lat = checkpoint.load_rbm(ckpt / "latent_rbm", like=lat_like)
+  pix = checkpoint.load_rbm(ckpt / "pixel_rbm", like=pix_like)
+  return FinishedRun(config, ae_params, lat, pix, Standardiser.load(ckpt / "latent_scaler.npz"))

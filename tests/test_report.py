@@ -1,0 +1,32 @@
+"""The recipe's report.md from a metrics dictionary: the table shows what metrics.json holds."""
+
+from aerbm_jax import configs, report
+
+
+def _metrics(latent_ll, pixel_ll):
+  rbm_part = lambda n, ll: {"n_visible": n, "n_hidden": 8, "final_recon_error": 0.25,
+                            **({"held_out_log_likelihood": ll} if ll else {})}
+  return {
+    "data": {"source": "somewhere", "n_train": 10, "n_held_out": 3, "image_shape": [4, 4, 1]},
+    "autoencoder": {"held_out_mse": 0.0123, "mean_image_mse": 0.5, "evaluated_on": "held-out"},
+    "latent_rbm": rbm_part(16, latent_ll), "pixel_rbm": rbm_part(16, pixel_ll),
+    "sampling": {"chains": 8, "steps": 20},
+    "sample_pixel_mse_to_nearest_train": {"ae_rbm": 0.1, "pixel_rbm": 0.2},
+    "timings": {"total_s": 5.0, "autoencoder_s": 1.0, "latent_rbm_s": 1.0, "pixel_rbm_s": 1.0},
+  }
+
+
+def test_table_shows_exact_and_ais_likelihoods_with_their_intervals():
+  exact = {"log_likelihood": -9.5, "lower": -9.5, "upper": -9.5, "log_z": 12.0, "method": "exact"}
+  ais = {"log_likelihood": -700.0, "lower": -701.5, "upper": float("inf"), "log_z": 580.0,
+         "method": "ais"}
+  text = report.experiment_report(configs.make_config("faces", quick=True), _metrics(exact, ais))
+  assert "| log Z (method) | 12 (exact) | 580 (ais) |" in text
+  assert "| held-out mean -F(v) - log Z (nats, own space) | -9.5 | -700 [-701.5, inf] |" in text
+  assert "**0.01230**" in text and "(predicting the mean training image: 0.50000)" in text
+  assert "| weights | 128 | 128 |" in text
+
+
+def test_table_without_likelihoods_shows_dashes():
+  text = report.experiment_report(configs.make_config("faces", quick=True), _metrics(None, None))
+  assert "| log Z (method) | - | - |" in text
