@@ -36,7 +36,10 @@ __all__ = [
   "reconstruct",
   "mse",
   "fit",
+  "train_step",
+  "held_out_mse",
   "encode_batched",
+  "decode_batched",
 ]
 
 @dataclasses.dataclass(frozen=True)
@@ -261,8 +264,9 @@ def _optimizer(config: AEConfig) -> optax.GradientTransformation:
 
 
 @partial(jax.jit, static_argnames=("config",), donate_argnums=(0, 1))
-def _step(params, opt_state, batch, key, config: AEConfig):
-  """One Adam step on a minibatch (augmented when configured); updates the buffers in place."""
+def train_step(params, opt_state, batch, key, config: AEConfig):
+  """One Adam step on a minibatch (augmented when configured), compiled; the buffers of
+  `params` and `opt_state` are donated (updated in place). Returns `(params, opt_state, loss)`."""
   if config.augment:
     batch = _augment(key, batch)
   loss, grads = jax.value_and_grad(mse)(params, config, batch)
@@ -347,7 +351,7 @@ def fit(
     epoch, i = divmod(done, n_batches)
     perm, step_keys = order(epoch)
     batch = x[perm[i * config.batch_size : (i + 1) * config.batch_size]]
-    return _step(run.params, run.opt_state, batch, step_keys[i], config)
+    return train_step(run.params, run.opt_state, batch, step_keys[i], config)
 
   def accept(run: _Run, out, done: int, n: int) -> _Run:
     params, opt_state, loss = out

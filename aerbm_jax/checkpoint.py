@@ -1,5 +1,6 @@
-"""Orbax checkpoints: atomic saves of pytrees, RBMs restored with their kind, and periodic
-training checkpoints (`Progress`) that let a killed run resume bit for bit.
+"""Orbax checkpoints: atomic pytree saves, RBMs restored with their kind, periodic checkpoints.
+
+`Progress` holds the periodic training checkpoints that let a killed run resume bit for bit.
 
 Run directories (configs, a finished run's models) are `runs`; this module only stores trees.
 """

@@ -1,4 +1,4 @@
-"""The page's thesis as a measurement: do latent RBMs estimate their model with narrower intervals?
+"""The page's thesis as a measurement: whether latent RBMs estimate their model more tightly.
 
 For each training-set size N, S seeds of (a) a pixel RBM and (b) a latent RBM on the codes of
 an autoencoder (one per latent size) are trained with `fit_many`: one vmapped, compiled call

@@ -1,4 +1,4 @@
-"""The `aerbm` command: run experiments and sample from finished runs.
+"""The `aerbm` command: run experiments, then sample from and evaluate finished runs.
 
   aerbm experiment NAME [--data DIR] [--out DIR] [--seed N] [--quick] [--FIELD VALUE ...]
   aerbm experiment NAME --resume RUN_DIR

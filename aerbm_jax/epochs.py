@@ -89,9 +89,9 @@ class TrainConfig:
 class TrainState(NamedTuple):
   """Everything an update needs; a pytree, so it can be vmapped and checkpointed."""
 
-  params: RBM
-  opt_state: optax.OptState
-  chains: GibbsState  # persistent chains (PCD); for CD a (0, n_visible) placeholder
+  params: RBM  # W: (n_visible, n_hidden), biases (n_visible,), (n_hidden,)
+  opt_state: optax.OptState  # optim.GuardedSGDState: count (), momentum like params, finite ()
+  chains: GibbsState  # PCD: v (chains, n_visible), h (chains, n_hidden); CD: (0, ...) placeholders
 
 
 class EpochsResult(NamedTuple):

@@ -38,11 +38,20 @@ def contrastive_grad(params: RBM, v_data: Array, v_model: Array,
                      precision=rbm.SAMPLER_PRECISION, h_data: Array | None = None) -> RBM:
   """Gradient of the negative mean log-likelihood, estimated with model samples `v_model`.
 
-  `h_data`: `p(h | v_data)` if already computed (CD chains start from it). Bernoulli models use
-  the closed form `-(<v h^T>_data - <v h^T>_model)` with data and model rows stacked into one
-  matmul; Gaussian models differentiate `mean F(v_data) - mean F(v_model)`. Monte Carlo noise
-  dominates the estimate, so matmuls run at the sampler's precision (TF32 on recent NVIDIA
-  GPUs), not the exact one.
+  Bernoulli models use the closed form `-(<v h^T>_data - <v h^T>_model)` with data and model
+  rows stacked into one matmul; Gaussian models differentiate `mean F(v_data) - mean
+  F(v_model)`. Monte Carlo noise dominates the estimate, so matmuls run at the sampler's
+  precision (TF32 on recent NVIDIA GPUs), not the exact one.
+
+  Args:
+    params: the model.
+    v_data: `(batch, n_visible)` data rows.
+    v_model: `(chains, n_visible)` model samples (held fixed: no gradient flows into them).
+    precision: of the matmuls (see `rbm.matmul`).
+    h_data: `p(h | v_data)`, `(batch, n_hidden)`, if already computed (CD chains start from it).
+
+  Returns:
+    The gradient, a pytree like `params`.
   """
   v_model = jax.lax.stop_gradient(v_model).astype(v_data.dtype)
   n_data, n_model = v_data.shape[0], v_model.shape[0]
@@ -65,10 +74,21 @@ def contrastive_grad(params: RBM, v_data: Array, v_model: Array,
 
 
 def cd_grad(
-  key: Array, params: RBM, v_data: Array, k: int = 1, uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
-  precision: str | None = None,
+  key: Array, params: RBM, v_data: Array, k: int = 1,
+  uniform_bits: int | None = DEFAULT_UNIFORM_BITS, precision: str | None = None,
 ) -> tuple[RBM, Array]:
-  """CD-k: chains start at the data and run k sweeps. Returns `(grads, v_model)`."""
+  """CD-k: chains start at the data and run k sweeps.
+
+  Args:
+    key: PRNG key for the sweeps.
+    params: the model.
+    v_data: `(batch, n_visible)` data rows, each the start of one chain.
+    k: Gibbs sweeps.
+    uniform_bits, precision: as in `sampling.step`.
+
+  Returns:
+    `(grads, v_model)`: the gradient and the chains' final visibles `(batch, n_visible)`.
+  """
   start = sampling.init(params, v_data)  # start.h = p(h | v_data), the positive statistics
   final, _ = sampling.run(key, start, params, k, uniform_bits=uniform_bits, precision=precision)
   return contrastive_grad(params, v_data, final.v, precision, h_data=start.h), final.v
@@ -83,7 +103,19 @@ def pcd_grad(
   uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
   precision: str | None = None,
 ) -> tuple[RBM, GibbsState]:
-  """PCD-k (Tieleman 2008): persistent chains advance k sweeps. Returns `(grads, chains)`."""
+  """PCD-k (Tieleman 2008): persistent chains advance k sweeps.
+
+  Args:
+    key: PRNG key for the sweeps.
+    params: the model.
+    v_data: `(batch, n_visible)` data rows.
+    chains: the persistent chains, `GibbsState` of `(chains, ...)` arrays.
+    k: Gibbs sweeps.
+    uniform_bits, precision: as in `sampling.step`.
+
+  Returns:
+    `(grads, chains)`: the gradient and the advanced chains.
+  """
   chains, _ = sampling.run(key, chains, params, k, uniform_bits=uniform_bits,
                            precision=precision)
   return contrastive_grad(params, v_data, chains.v, precision), chains

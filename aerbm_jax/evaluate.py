@@ -16,8 +16,7 @@ import jax
 import numpy as np
 
 from aerbm_jax import autoencoder as ae
-from aerbm_jax import checkpoint, metrics, partition
-from aerbm_jax.experiment import decoded_samples
+from aerbm_jax import checkpoint, metrics, partition, sampling
 from aerbm_jax.runs import load_run, load_split
 
 __all__ = ["evaluate_run"]
@@ -52,10 +51,10 @@ def evaluate_run(run_dir: str | Path, *, n_samples: int = 256, steps: int = 1000
     raise ValueError(f"{run_dir}: only {len(x_held)} held-out images; metrics need >= 5 "
                      "(raise held_out_fraction or use more images)")
   key_latent, key_pixel, key_latent_ll, key_pixel_ll = jax.random.split(jax.random.key(seed), 4)
-  ae_rbm = decoded_samples(key_latent, lat, n_samples, steps, "latent RBM chains",
-                           lambda z: ae.decode_batched(ae_params, ae_cfg, scaler.inverse(z)))
-  pixel_rbm = decoded_samples(key_pixel, pix, n_samples, steps, "pixel RBM chains",
-                              lambda v: v.reshape((-1,) + x_train.shape[1:]))
+  z = sampling.sample_means(key_latent, lat, n_samples, steps, "latent RBM chains")
+  ae_rbm = ae.decode_batched(ae_params, ae_cfg, scaler.inverse(z))
+  px = sampling.sample_means(key_pixel, pix, n_samples, steps, "pixel RBM chains")
+  pixel_rbm = px.reshape((-1,) + x_train.shape[1:])
   k = min(3, len(x_held) - 1)
 
   spaces = {

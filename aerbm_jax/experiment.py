@@ -24,7 +24,7 @@ from aerbm_jax.configs import ExperimentConfig
 from aerbm_jax.report import experiment_report
 from aerbm_jax.runs import Standardiser, load_config, load_run, load_split, new_run_dir
 
-__all__ = ["run_experiment", "sample_run", "decoded_samples"]
+__all__ = ["run_experiment", "sample_run"]
 
 
 class _Keys:
@@ -84,15 +84,6 @@ def _fit_rbm(key_init, key_fit, x: np.ndarray, n_hidden: int, visible: str,
                            checkpoint_every_s=config.checkpoint_every_s, mesh=mesh)
   checkpoint.save(run_dir / "checkpoints" / name, params, overwrite=resume)
   return params, hist
-
-
-def decoded_samples(key, params: rbm.RBM, n: int, steps: int, desc: str, decode=None,
-                    mesh=None) -> np.ndarray:
-  """`E[v | h]` after `steps` sweeps of `n` chains from random starts, through `decode` if
-  given: `(n, n_visible)` (or what `decode` returns)."""
-  state = sampling.sample_chains(key, params, n_chains=n, n_steps=steps, desc=desc, mesh=mesh)
-  means = np.asarray(sampling.chain_means(params, state))
-  return means if decode is None else decode(means)
 
 
 def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False
@@ -170,14 +161,14 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
 
   # 5. sampling and decoding
   t0 = time.perf_counter()
-  ae_rbm_images = decoded_samples(
-    keys.latent_chains, lat, config.sample_chains, config.sample_steps, "latent RBM chains",
-    lambda z: ae.decode_batched(ae_params, ae_cfg, scaler.inverse(z)), mesh)
+  z_mean = sampling.sample_means(keys.latent_chains, lat, config.sample_chains,
+                                 config.sample_steps, "latent RBM chains", mesh)
+  ae_rbm_images = ae.decode_batched(ae_params, ae_cfg, scaler.inverse(z_mean))
   timings["ae_rbm_sampling_s"] = time.perf_counter() - t0
   t0 = time.perf_counter()
-  pixel_images = decoded_samples(
-    keys.pixel_chains, pix, config.sample_chains, config.sample_steps, "pixel RBM chains",
-    lambda v: v.reshape((-1,) + x_train.shape[1:]), mesh)
+  pixel_images = sampling.sample_means(keys.pixel_chains, pix, config.sample_chains,
+                                       config.sample_steps, "pixel RBM chains", mesh)
+  pixel_images = pixel_images.reshape((-1,) + x_train.shape[1:])
   timings["pixel_rbm_sampling_s"] = time.perf_counter() - t0
   plots.save_grid(run_dir / "ae_rbm_samples.png", ae_rbm_images)
   plots.save_grid(run_dir / "pixel_rbm_samples.png", pixel_images)
@@ -260,12 +251,11 @@ def sample_run(run_dir: str | Path, *, n: int = 64, steps: int = 1000, seed: int
   out_dir = Path(out) if out else Path(run_dir) / "samples"
   out_dir.mkdir(parents=True, exist_ok=True)
   key_latent, key_pixel = jax.random.split(jax.random.key(seed))
-  images = decoded_samples(
-    key_latent, run.latent_rbm, n, steps, "latent RBM chains",
-    lambda z: ae.decode_batched(run.ae_params, ae_cfg, run.scaler.inverse(z)))
+  z = sampling.sample_means(key_latent, run.latent_rbm, n, steps, "latent RBM chains")
+  images = ae.decode_batched(run.ae_params, ae_cfg, run.scaler.inverse(z))
   shape = (run.config.image_size, run.config.image_size, run.config.channels)
-  px = decoded_samples(key_pixel, run.pixel_rbm, n, steps, "pixel RBM chains",
-                       lambda v: v.reshape((-1,) + shape))
+  px = sampling.sample_means(key_pixel, run.pixel_rbm, n, steps, "pixel RBM chains")
+  px = px.reshape((-1,) + shape)
   return {
     "ae_rbm": plots.save_grid(out_dir / f"ae_rbm_seed{seed}_steps{steps}.png", images),
     "pixel_rbm": plots.save_grid(out_dir / f"pixel_rbm_seed{seed}_steps{steps}.png", px),

@@ -4,7 +4,7 @@ The mesh has two named axes, `("seeds", "chains")`. Functions that take `mesh=` 
 batch axis over it and leave the maths to XLA's sharding propagation under `jit`, so a sharded
 call returns what the unsharded call returns (bit for bit where no sum crosses devices):
 
-- `sampling.sample`, `sampling.sample_pt`, `partition.ais_log_partition`: chains over every
+- `sampling.sample`, `tempering.sample_pt`, `partition.ais_log_partition`: chains over every
   device (both axes);
 - `train.fit`: each minibatch split over every device (data parallel; the gradient's batch
   mean becomes an all-reduce);

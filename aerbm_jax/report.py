@@ -1,4 +1,4 @@
-"""The recipe run's `report.md`: pictures side by side and the metrics table, from `metrics.json`."""
+"""The recipe run's `report.md`: pictures side by side and the metrics table of `metrics.json`."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.sharding import Mesh
 from jax.typing import ArrayLike
@@ -33,6 +34,7 @@ __all__ = [
   "random_visible",
   "sample",
   "sample_chains",
+  "sample_means",
   "chain_means",
   "check_precision",
 ]
@@ -279,6 +281,14 @@ def sample_chains(
       state, _ = _run_chunk(key_run, state, params, int(part.shape[0]), keys=part)
       bar.update(int(part.shape[0]))
   return state
+
+
+def sample_means(key: Array, params: RBM, n_chains: int, n_steps: int, desc: str = "gibbs chains",
+                 mesh: Mesh | None = None) -> np.ndarray:
+  """`chain_means` of `sample_chains`: `(n_chains, n_visible)` numpy, the noise-free pictures
+  (images or latent codes) of `n_chains` chains after `n_steps` sweeps from random starts."""
+  state = sample_chains(key, params, n_chains=n_chains, n_steps=n_steps, desc=desc, mesh=mesh)
+  return np.asarray(chain_means(params, state))
 
 
 def chain_means(params: RBM, state: GibbsState) -> Array:

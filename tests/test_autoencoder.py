@@ -60,7 +60,7 @@ def test_resume_mid_epoch_is_bitwise_identical(tmp_path, monkeypatch):
   x = np.random.default_rng(2).random((12, 32, 32, 1)).astype(np.float32)
   p0 = ae.init(jax.random.key(0), cfg)
   ref, href = ae.fit(jax.random.key(1), p0, x, cfg, held_out=x[:4])
-  real, calls = ae._step, []
+  real, calls = ae.train_step, []
 
   def interrupted(*args, **kwargs):
     calls.append(1)
@@ -68,12 +68,12 @@ def test_resume_mid_epoch_is_bitwise_identical(tmp_path, monkeypatch):
       raise KeyboardInterrupt
     return real(*args, **kwargs)
 
-  monkeypatch.setattr(ae, "_step", interrupted)
+  monkeypatch.setattr(ae, "train_step", interrupted)
   with pytest.raises(KeyboardInterrupt):
     ae.fit(jax.random.key(1), p0, x, cfg, held_out=x[:4], checkpoint_dir=tmp_path,
            checkpoint_every_s=1e9)
   assert [d.name for d in tmp_path.iterdir() if d.name.isdigit()] == ["4"]
-  monkeypatch.setattr(ae, "_step", real)
+  monkeypatch.setattr(ae, "train_step", real)
   out, hout = ae.fit(jax.random.key(1), p0, x, cfg, held_out=x[:4], checkpoint_dir=tmp_path)
   assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(ref)))
   np.testing.assert_array_equal(hout.train_mse, href.train_mse)
