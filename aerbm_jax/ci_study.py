@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from aerbm_jax import autoencoder as ae
 from aerbm_jax import checkpoint, data, metrics, parallel, partition, rbm, sampling, train
 from aerbm_jax.configs import CIStudyConfig
+from aerbm_jax.report import likelihood_cell, likelihood_warnings
 from aerbm_jax.runs import load_study_config, new_run_dir
 
 __all__ = ["run_study"]
@@ -254,9 +255,11 @@ def _report(rows, config: CIStudyConfig, source: str, total_s: float) -> str:
     claim = ("The claim held only in part: " + (f"{', '.join(held)} beat the pixel RBM at every N"
              if held else "no latent size beat the pixel RBM at every N") +
              "; see the per-size counts below")
-  ll_rows = [f"| {r['n']} | {r['space']} | {r['latent_log_likelihood_seed0']['log_likelihood']:.2f} "
-             f"| {r['latent_log_likelihood_seed0']['method']} | {r['ae_held_out_mse']:.4f} |"
+  ll_rows = [f"| {r['n']} | {r['space']} | {likelihood_cell(r['latent_log_likelihood_seed0'])} "
+             f"| {r['ae_held_out_mse']:.4f} |"
              for r in rows if "latent_log_likelihood_seed0" in r]
+  ll_warnings = likelihood_warnings({f"N = {r['n']}, {r['space']}": r["latent_log_likelihood_seed0"]
+                                     for r in rows if "latent_log_likelihood_seed0" in r})
   return f"""# Confidence-interval study
 
 Data: {source}, {config.image_size}x{config.image_size}x{config.channels}. {config.seeds} seeds
@@ -280,7 +283,7 @@ Total time {total_s:.0f} s.
 Held-out log-likelihood of each latent RBM (seed 0; nats per latent code, latents treated as
 Bernoulli means; not comparable across latent sizes or with pixels):
 
-| N | space | log p (nats) | method | AE held-out MSE |
-|---|---|---|---|---|
-{chr(10).join(ll_rows)}
+| N | space | log p (nats) | AE held-out MSE |
+|---|---|---|---|
+{chr(10).join(ll_rows)}{ll_warnings}
 """

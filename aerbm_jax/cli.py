@@ -39,20 +39,29 @@ def _parse_tuple(text: str) -> tuple[int, ...]:
   return values
 
 
-def _config_fields() -> dict[str, set[str]]:
-  """Field names of each experiment config: the recipe's and the CI study's."""
-  from aerbm_jax.configs import CIStudyConfig, ExperimentConfig, field_kinds
+def _config_classes() -> dict[str, type]:
+  """Each kind of experiment's config class: the recipe's, the CI study's, MNIST's."""
+  from aerbm_jax.configs import CIStudyConfig, ExperimentConfig, MNISTConfig
 
-  return {kind: set(field_kinds(cls)) - {"name"}
-          for kind, cls in (("recipe", ExperimentConfig), ("ci_study", CIStudyConfig))}
+  return {"recipe": ExperimentConfig, "ci_study": CIStudyConfig, "mnist": MNISTConfig}
+
+
+def _config_fields() -> dict[str, set[str]]:
+  """Field names of each kind of experiment's config."""
+  from aerbm_jax.configs import field_kinds
+
+  return {kind: set(field_kinds(cls)) - {"name"} for kind, cls in _config_classes().items()}
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
-  from aerbm_jax.configs import CIStudyConfig, ExperimentConfig, field_kinds
+  from aerbm_jax.configs import field_kinds
 
   group = parser.add_argument_group(
-    "config fields (override the preset; see ExperimentConfig, or CIStudyConfig for ci_study)")
-  kinds = {**field_kinds(CIStudyConfig), **field_kinds(ExperimentConfig)}
+    "config fields (override the preset; see ExperimentConfig, CIStudyConfig for ci_study, "
+    "MNISTConfig for mnist)")
+  kinds: dict[str, str] = {}
+  for cls in reversed(list(_config_classes().values())):
+    kinds.update(field_kinds(cls))
   for name, kind in kinds.items():
     if name == "name" or name in _SHORT:
       continue
@@ -93,8 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
   sub = parser.add_subparsers(dest="command", required=True)
 
   exp = sub.add_parser("experiment", help="train AE + latent RBM and a pixel RBM, sample, report")
-  exp.add_argument("name", help="mondrian, faces, digits, or ci_study (the interval study)")
-  exp.add_argument("--data", help="a folder of your own images (read at 128x128x3 by default)")
+  exp.add_argument("name", help="mondrian, faces, digits, ci_study (the interval study) or "
+                   "mnist (the log-likelihood table)")
+  exp.add_argument("--data", help="a folder of your own images (read at 128x128x3 by default); "
+                   "for mnist the four idx files' folder, an .npz, or 'tfds'")
   exp.add_argument("--out", help="run directory to create (default runs/NAME-TIMESTAMP)")
   exp.add_argument("--seed", type=int, default=None, help="PRNG seed (default 0)")
   exp.add_argument("--quick", action="store_true", help="a seconds-long version of the pipeline")
@@ -123,22 +134,27 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _kind(name: str) -> str:
+  return name if name in ("ci_study", "mnist") else "recipe"
+
+
 def _experiment(args: argparse.Namespace) -> int:
   from aerbm_jax.ci_study import run_study
-  from aerbm_jax.configs import make_config, make_study_config
+  from aerbm_jax.configs import make_config, make_mnist_config, make_study_config
   from aerbm_jax.experiment import run_experiment
+  from aerbm_jax.likelihoods import run_mnist
 
   fields = _config_fields()
-  kind = "ci_study" if args.name == "ci_study" else "recipe"
+  kind = _kind(args.name)
   given = {k: v for k, v in vars(args).items()
-           if k in fields["recipe"] | fields["ci_study"] and v is not None}
+           if k in set().union(*fields.values()) and v is not None}
   foreign = sorted(set(given) - fields[kind])
   if foreign:
     flags = ", ".join("--" + f.replace("_", "-") for f in foreign)
     raise ValueError(f"experiment {args.name!r} has no option {flags}")
   if args.resume:
     return _resume(args, kind, given)
-  if args.data:
+  if args.data and kind != "mnist":  # MNIST's --data may be a file; its loader checks it
     data = Path(args.data)
     if not data.exists():
       raise FileNotFoundError(f"--data {data}: no such folder")
@@ -148,6 +164,8 @@ def _experiment(args: argparse.Namespace) -> int:
   args.run_dir = out
   if kind == "ci_study":
     run_study(make_study_config(quick=args.quick, **given), out)
+  elif kind == "mnist":
+    run_mnist(make_mnist_config(quick=args.quick, **given), out)
   else:
     run_experiment(make_config(args.name, quick=args.quick, folder=bool(args.data), **given), out)
   return 0
@@ -156,7 +174,8 @@ def _experiment(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace, kind: str, given: dict) -> int:
   from aerbm_jax.ci_study import run_study
   from aerbm_jax.experiment import run_experiment
-  from aerbm_jax.runs import load_config, load_study_config
+  from aerbm_jax.likelihoods import run_mnist
+  from aerbm_jax.runs import read_config
 
   extra = sorted(given) + [f for f in ("data", "out", "seed", "quick") if getattr(args, f)]
   if extra:
@@ -166,13 +185,11 @@ def _resume(args: argparse.Namespace, kind: str, given: dict) -> int:
   if not run_dir.is_dir():
     raise FileNotFoundError(f"--resume {run_dir}: no such run directory")
   args.run_dir = run_dir
-  if kind == "ci_study":
-    run_study(load_study_config(run_dir), run_dir, resume=True)
-    return 0
-  config = load_config(run_dir)
+  config = read_config(run_dir, _config_classes()[kind])
   if config.name != args.name:
     raise ValueError(f"--resume {run_dir} is a {config.name!r} run, not {args.name!r}")
-  run_experiment(config, run_dir, resume=True)
+  {"ci_study": run_study, "mnist": run_mnist, "recipe": run_experiment}[kind](
+    config, run_dir, resume=True)
   return 0
 
 

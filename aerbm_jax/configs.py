@@ -1,4 +1,4 @@
-"""Experiment configs: the recipe's `ExperimentConfig` and presets, the study's `CIStudyConfig`.
+"""Experiment configs: the recipe's `ExperimentConfig` and presets, the study's, MNIST's.
 
 Configs are frozen dataclasses. The helpers here are the one place that knows how a config's
 fields are typed (`field_kinds`, used by the CLI to build its options and by run directories
@@ -17,6 +17,7 @@ from aerbm_jax import train
 __all__ = [
   "ExperimentConfig", "PRESETS", "FOLDER_DEFAULTS", "QUICK", "make_config",
   "CIStudyConfig", "STUDY_QUICK", "make_study_config",
+  "MNISTConfig", "MNIST_QUICK", "make_mnist_config",
   "field_kinds", "check_fields", "from_dict",
 ]
 
@@ -244,5 +245,66 @@ def make_study_config(*, quick: bool = False, **overrides: Any) -> CIStudyConfig
                f"; its fields: {', '.join(sorted(set(fields) - {'name'}))}")
   values = {**(STUDY_QUICK if quick else {}), **overrides}
   config = CIStudyConfig(**values)
+  config.validate()
+  return config
+
+
+@dataclasses.dataclass(frozen=True)
+class MNISTConfig:
+  """The MNIST log-likelihood table (`aerbm experiment mnist`): which rows, how trained."""
+
+  name: str = "mnist"
+  data: str | None = None  # idx folder, .npz or "tfds"; None: the shipped 1,000 / 500 digits
+  seed: int = 0  # training, AIS and the stochastic binarisation
+  n_train: int = 0  # training digits to use; 0: all
+  n_test: int = 0  # test digits to score; 0: all
+  method: str = "pcd"  # every row's estimator ("cd" or "pcd"), k sweeps
+  k: int = 1
+  batch_size: int = 100
+  learning_rate: float = 0.01
+  momentum: float = 0.0
+  weight_decay: float = 0.0
+  small_hidden: int = 16  # the exact rows: normal and centred, on x and on 1 - x
+  small_epochs: int = 50
+  big_hidden: int = 500  # the AIS rows: 0 skips them
+  big_epochs: int = 100
+  big_centered: bool = True  # centre the AIS rows (as in PyDeep's published row)
+  stochastic: bool = True  # also the AIS row on stochastically binarised digits (SM08's data)
+  cd25: bool = False  # also CD-25 on the stochastic digits, like SM08's CD25(500) (slow)
+  ais_chains: int = 100
+  ais_betas: int = 14_500
+
+  def validate(self) -> None:
+    """Raise ValueError naming the first bad field."""
+    for f in dataclasses.fields(self):
+      v = getattr(self, f.name)
+      if f.type == "int" and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+        raise ValueError(f"{f.name} must be an int >= 0, got {v!r}")
+      if f.type == "float" and (not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0):
+        raise ValueError(f"{f.name} must be a finite number >= 0, got {v!r}")
+    for name in ("k", "batch_size", "small_hidden", "small_epochs", "ais_chains"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+    if self.big_hidden and (self.big_epochs < 1 or self.ais_betas < 3):
+      raise ValueError("the AIS rows need big_epochs >= 1 and ais_betas >= 3")
+    self.train_config(self.small_epochs, False).validate()
+
+  def train_config(self, epochs: int, centered: bool, k: int | None = None) -> train.TrainConfig:
+    """One row's training settings."""
+    return train.TrainConfig(
+      method=self.method, k=self.k if k is None else k, epochs=epochs,
+      batch_size=self.batch_size, learning_rate=self.learning_rate, momentum=self.momentum,
+      weight_decay=self.weight_decay, centered=centered, exact_ll=False)
+
+
+MNIST_QUICK: dict[str, Any] = dict(
+  n_train=500, n_test=200, batch_size=20, learning_rate=0.05, small_hidden=8, small_epochs=3,
+  big_hidden=24, big_epochs=2, ais_chains=8, ais_betas=200)
+
+
+def make_mnist_config(*, quick: bool = False, **overrides: Any) -> MNISTConfig:
+  """The MNIST table's defaults, then `--quick`, then explicit overrides, validated."""
+  check_fields(MNISTConfig, overrides, "mnist has no config field(s)")
+  config = MNISTConfig(**{**(MNIST_QUICK if quick else {}), **overrides})
   config.validate()
   return config

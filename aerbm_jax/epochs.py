@@ -22,6 +22,7 @@ from jax import Array
 from aerbm_jax import estimators, optim, parallel, partition, rbm, sampling
 from aerbm_jax.rbm import RBM, GaussianRBM
 from aerbm_jax.rng import DEFAULT_UNIFORM_BITS, permutation, resolve_uniform_bits
+from aerbm_jax.estimators import Offsets
 from aerbm_jax.sampling import GibbsState
 
 __all__ = [
@@ -58,6 +59,8 @@ class TrainConfig:
   epochs_per_call: int = 0  # epochs per compiled call; 0: enough for ~256 minibatch updates
   sampler_precision: str | None = None  # negative-phase matmuls: None, "highest", "bfloat16"
   progress: bool = True  # tqdm bar over epochs
+  centered: bool = False  # Bernoulli models: centred gradients (Melchior et al. 2016)
+  offset_rate: float = 0.01  # centring: running-average rate of the hidden offsets
 
   def validate(self) -> None:
     """Raise ValueError naming the first bad field."""
@@ -75,6 +78,8 @@ class TrainConfig:
       value = getattr(self, name)
       if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if not isinstance(self.offset_rate, (int, float)) or not 0 <= self.offset_rate <= 1:
+      raise ValueError(f"offset_rate must lie in [0, 1], got {self.offset_rate!r}")
     if self.learning_rate == 0:
       raise ValueError("learning_rate must be > 0")
     if self.schedule not in ("constant", "linear", "cosine"):
@@ -92,6 +97,8 @@ class TrainState(NamedTuple):
   params: RBM  # W: (n_visible, n_hidden), biases (n_visible,), (n_hidden,)
   opt_state: optax.OptState  # optim.GuardedSGDState: count (), momentum like params, finite ()
   chains: GibbsState  # PCD: v (chains, n_visible), h (chains, n_hidden); CD: (0, ...) placeholders
+  offsets: Offsets  # centring: visible (n_visible,) = data mean, hidden (n_hidden,); unused
+  # unless config.centered
 
 
 class EpochsResult(NamedTuple):
@@ -126,7 +133,8 @@ def _scale_sigma_grad(grads: RBM, config: TrainConfig) -> RBM:
 
 
 def init_state(key: Array, params: RBM, data: Array, config: TrainConfig) -> TrainState:
-  """A fresh `TrainState`: optimizer state, and for PCD chains started at random data rows.
+  """A fresh `TrainState`: optimizer state, PCD chains started at random data rows, and the
+  centring offsets (the data mean, and 1/2 for every hidden unit, as in Melchior et al.'s code).
 
   Args:
     key: PRNG key (picks the PCD chains' starting rows).
@@ -142,7 +150,9 @@ def init_state(key: Array, params: RBM, data: Array, config: TrainConfig) -> Tra
     chains = sampling.init(params, data[rows])
   else:
     chains = sampling.init(params, data[:0])
-  return TrainState(params=params, opt_state=opt_state, chains=chains)
+  offsets = Offsets(visible=jnp.mean(data, axis=0),
+                    hidden=jnp.full((rbm.n_hidden(params),), 0.5, params.W.dtype))
+  return TrainState(params=params, opt_state=opt_state, chains=chains, offsets=offsets)
 
 
 def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig, shard=None):
@@ -161,19 +171,29 @@ def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig, shar
 
   def update(s: TrainState, xs):
     batch, key_update = xs
+    # Centring needs p(h | v_data) for the hidden offsets; the estimators reuse it.
+    h_data = (rbm.hidden_prob(s.params, batch, config.sampler_precision) if config.centered
+              else None)
     if config.method == "pcd":
       grads, chains = estimators.pcd_grad(key_update, s.params, batch, s.chains, config.k,
-                                          config.uniform_bits, config.sampler_precision)
+                                          config.uniform_bits, config.sampler_precision, h_data)
       chains = GibbsState(*(parallel.constrain(x, shard and shard[1]) for x in chains))
     else:
       grads, _ = estimators.cd_grad(key_update, s.params, batch, config.k, config.uniform_bits,
-                                    config.sampler_precision)
+                                    config.sampler_precision, h_data)
       chains = s.chains
+    offsets = s.offsets
+    if config.centered:
+      grads = estimators.centred_update(estimators.centred_grad(grads, offsets), offsets)
+      rate = config.offset_rate
+      offsets = offsets._replace(hidden=(1 - rate) * offsets.hidden + rate * h_data.mean(0))
     updates, opt_state = tx.update(_scale_sigma_grad(grads, config), s.opt_state, s.params)
     params = optax.apply_updates(s.params, updates)
-    # A refused step leaves the chains too as they were (they are batch-sized, so `where` is cheap).
-    chains = jax.tree.map(lambda a, b: jnp.where(opt_state.finite, a, b), chains, s.chains)
-    return TrainState(params, opt_state, chains), None
+    # A refused step leaves the chains and offsets too as they were (both are small, so
+    # `where` is cheap).
+    chains, offsets = jax.tree.map(lambda a, b: jnp.where(opt_state.finite, a, b),
+                                   (chains, offsets), (s.chains, s.offsets))
+    return TrainState(params, opt_state, chains, offsets), None
 
   state, _ = jax.lax.scan(update, state, (batches, jax.random.split(key_steps, n_batches)))
   # The curve's point: the epoch's final parameters on its last minibatch (a per-step

@@ -4,9 +4,16 @@ The gradient of the mean log-likelihood is `-<dF/dtheta>_data + <dF/dtheta>_mode
 as the gradient of `mean F(v_data) - mean F(v_model)` (model samples held fixed) gives the
 usual `<v p(h|v)^T>_data - <v p(h|v)^T>_model` statistics, with `p(h|v)` in place of sampled
 hidden states, and covers Gaussian models' `log_sigma` without separate formulas.
+
+Centring (Melchior, Fischer & Wiskott 2016) takes the same statistics: with offsets `mu`
+(visible) and `lambda` (hidden), `centred_grad` is the gradient with respect to the centred
+parameters, and `centred_update` the step it makes in the plain parameters, so a centred
+model stays an ordinary `BernoulliRBM` throughout.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +24,15 @@ from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 from aerbm_jax.rng import DEFAULT_UNIFORM_BITS
 from aerbm_jax.sampling import GibbsState
 
-__all__ = ["weight_statistics", "contrastive_grad", "cd_grad", "pcd_grad"]
+__all__ = ["weight_statistics", "contrastive_grad", "cd_grad", "pcd_grad", "Offsets",
+           "centred_grad", "centred_update"]
+
+
+class Offsets(NamedTuple):
+  """Centring offsets: the energy is `-(v - mu) W (h - lambda) - b (v - mu) - c (h - lambda)`."""
+
+  visible: Array  # shape=(n_visible,): mu, the data mean
+  hidden: Array  # shape=(n_hidden,): lambda, a running mean of p(h | v_data)
 
 
 def weight_statistics(v: Array, h: Array, precision=rbm.SAMPLER_PRECISION) -> Array:
@@ -76,6 +91,7 @@ def contrastive_grad(params: RBM, v_data: Array, v_model: Array,
 def cd_grad(
   key: Array, params: RBM, v_data: Array, k: int = 1,
   uniform_bits: int | None = DEFAULT_UNIFORM_BITS, precision: str | None = None,
+  h_data: Array | None = None,
 ) -> tuple[RBM, Array]:
   """CD-k: chains start at the data and run k sweeps.
 
@@ -85,11 +101,15 @@ def cd_grad(
     v_data: `(batch, n_visible)` data rows, each the start of one chain.
     k: Gibbs sweeps.
     uniform_bits, precision: as in `sampling.step`.
+    h_data: `p(h | v_data)` if the caller has it already.
 
   Returns:
     `(grads, v_model)`: the gradient and the chains' final visibles `(batch, n_visible)`.
   """
-  start = sampling.init(params, v_data)  # start.h = p(h | v_data), the positive statistics
+  if h_data is None:
+    start = sampling.init(params, v_data)  # start.h = p(h | v_data), the positive statistics
+  else:
+    start = GibbsState(v=v_data, h=h_data)
   final, _ = sampling.run(key, start, params, k, uniform_bits=uniform_bits, precision=precision)
   return contrastive_grad(params, v_data, final.v, precision, h_data=start.h), final.v
 
@@ -102,6 +122,7 @@ def pcd_grad(
   k: int = 1,
   uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
   precision: str | None = None,
+  h_data: Array | None = None,
 ) -> tuple[RBM, GibbsState]:
   """PCD-k (Tieleman 2008): persistent chains advance k sweeps.
 
@@ -112,10 +133,50 @@ def pcd_grad(
     chains: the persistent chains, `GibbsState` of `(chains, ...)` arrays.
     k: Gibbs sweeps.
     uniform_bits, precision: as in `sampling.step`.
+    h_data: `p(h | v_data)` if the caller has it already.
 
   Returns:
     `(grads, chains)`: the gradient and the advanced chains.
   """
   chains, _ = sampling.run(key, chains, params, k, uniform_bits=uniform_bits,
                            precision=precision)
-  return contrastive_grad(params, v_data, chains.v, precision), chains
+  return contrastive_grad(params, v_data, chains.v, precision, h_data=h_data), chains
+
+
+def centred_grad(grads: BernoulliRBM, offsets: Offsets) -> BernoulliRBM:
+  """The gradient with respect to the centred parameters, from the plain one.
+
+  With `D` the plain statistics' differences (data minus model), the centred weight gradient is
+  `<(v - mu)(h - lambda)^T>_d - <...>_m = D_W - mu D_c^T - D_b lambda^T`, and the biases' are
+  the plain ones. Linear in the gradient, so it holds for descent directions too.
+
+  Args:
+    grads: the plain gradient (as from `contrastive_grad`), a BernoulliRBM pytree.
+    offsets: the centring offsets.
+
+  Returns:
+    The centred parameters' gradient, laid out as a BernoulliRBM (W, b, c).
+  """
+  mu, lam = offsets
+  W = grads.W - jnp.outer(mu, grads.c) - jnp.outer(grads.b, lam)
+  return BernoulliRBM(W=W, b=grads.b, c=grads.c)
+
+
+def centred_update(centred: BernoulliRBM, offsets: Offsets) -> BernoulliRBM:
+  """The direction a centred step takes the plain parameters in.
+
+  The plain RBM of a centred one is `W' = W`, `b' = b - W lambda`, `c' = c - W^T mu`, so a step
+  `-eta g` on the centred parameters moves the plain ones by `-eta` times
+  `(g_W, g_b - g_W lambda, g_c - g_W^T mu)`. An optimizer fed this direction trains the
+  centred model while holding an ordinary BernoulliRBM; moving the offsets then changes
+  nothing in the plain parameters.
+
+  Args:
+    centred: a gradient of the centred parameters (`centred_grad`).
+    offsets: the centring offsets.
+
+  Returns:
+    The plain parameters' direction, a BernoulliRBM pytree.
+  """
+  mu, lam = offsets
+  return BernoulliRBM(W=centred.W, b=centred.b - centred.W @ lam, c=centred.c - centred.W.T @ mu)

@@ -17,6 +17,7 @@ import numpy as np
 
 from aerbm_jax import autoencoder as ae
 from aerbm_jax import checkpoint, metrics, partition, sampling
+from aerbm_jax.report import likelihood_cell, likelihood_warnings
 from aerbm_jax.runs import load_run, load_split
 
 __all__ = ["evaluate_run"]
@@ -111,13 +112,11 @@ def _table(r: dict[str, Any]) -> str:
                    f"{s['nn_distance_ratio']:.2f} |")
     lines.append("")
   ll = r["log_likelihood"]
-  lines += [
-    "## Held-out log-likelihood (each in its own space; not comparable with each other)", "",
-    "| model | mean log p (nats) | interval | log Z | method |", "|---|---|---|---|---|",
-  ]
+  lines += ["## Held-out log-likelihood (each in its own space; not comparable with each other)",
+            "", "| model | mean log p (nats) | log Z | method |", "|---|---|---|---|"]
   for name, v in ll.items():
-    lines.append(f"| {name} | {v['log_likelihood']:.2f} | [{v['lower']:.2f}, {v['upper']:.2f}] "
-                 f"| {v['log_z']:.2f} | {v['method']} |")
+    lines.append(f"| {name} | {likelihood_cell(v)} | {v['log_z']:.2f} | {v['method']} |")
+  lines.append(likelihood_warnings(ll).strip())
   lines.append("")
   lines.append("Inputs in (0, 1) are treated as Bernoulli means, so these are proper "
                "log-probabilities only for binary inputs.")

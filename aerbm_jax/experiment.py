@@ -39,9 +39,8 @@ class _Keys:
 def _estimate_ll(key, params: rbm.RBM, x: np.ndarray, config: ExperimentConfig,
                  base_data: np.ndarray) -> dict[str, Any]:
   """`partition.log_likelihood_estimate` of held-out `x`, where one can be made: exact when
-  enumerable, AIS for Bernoulli models when `ais_betas` > 0."""
-  bernoulli_ais = isinstance(params, rbm.BernoulliRBM) and config.ais_betas
-  if not (partition.is_enumerable(params) or bernoulli_ais):
+  enumerable, else forward and reverse AIS when `ais_betas` > 0."""
+  if not (partition.is_enumerable(params) or config.ais_betas):
     return {}
   res = partition.log_likelihood_estimate(
     key, params, x, n_chains=config.ais_chains, n_betas=config.ais_betas, base_data=base_data)

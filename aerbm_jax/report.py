@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from aerbm_jax.configs import ExperimentConfig
 
-__all__ = ["experiment_report", "fmt"]
+__all__ = ["experiment_report", "fmt", "likelihood_cell", "likelihood_warnings"]
 
 
 def fmt(x: Any) -> str:
@@ -14,28 +15,40 @@ def fmt(x: Any) -> str:
   return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
-def _ll_cells(rbm_metrics: dict[str, Any]) -> tuple[str, str]:
-  """The `log Z` and held-out log-likelihood cells of one RBM's column."""
-  ll = rbm_metrics.get("held_out_log_likelihood")
+def likelihood_cell(ll: dict[str, Any] | None) -> str:
+  """A `partition.LikelihoodResult` (as a dict) in one cell: the figure, and for AIS its
+  interval, the reverse-AIS partner with the gap, the effective sample size and a flag."""
   if ll is None:
-    return "-", "-"
-  interval = "" if ll["method"] == "exact" else f" [{fmt(ll['lower'])}, {fmt(ll['upper'])}]"
-  return f"{fmt(ll['log_z'])} ({ll['method']})", fmt(ll["log_likelihood"]) + interval
+    return "-"
+  if ll["method"] == "exact":
+    return f"{fmt(ll['log_likelihood'])} (exact)"
+  cell = f"{fmt(ll['log_likelihood'])} [{fmt(ll['lower'])}, {fmt(ll['upper'])}] (AIS"
+  if not math.isnan(ll["reverse_log_likelihood"]):
+    cell += f"; reverse {fmt(ll['reverse_log_likelihood'])}, gap {fmt(ll['gap'])}"
+  cell += f"; ESS {ll['ess']:.0f})"
+  return cell + (" **see warnings**" if ll["warnings"] else "")
+
+
+def likelihood_warnings(named: dict[str, dict[str, Any] | None]) -> str:
+  """Markdown bullets of every AIS warning, each under the name of its estimate."""
+  lines = [f"- **{name}**: {w}" for name, ll in named.items() if ll for w in ll["warnings"]]
+  return ("\n\nAIS warnings:\n" + "\n".join(lines)) if lines else ""
 
 
 def experiment_report(config: ExperimentConfig, m: dict[str, Any]) -> str:
   """The markdown report of a recipe run whose metrics are `m` (as in `metrics.json`)."""
   a, lat, pix = m["autoencoder"], m["latent_rbm"], m["pixel_rbm"]
-  lat_z, lat_ll = _ll_cells(lat)
-  pix_z, pix_ll = _ll_cells(pix)
+  lat_ll, pix_ll = lat.get("held_out_log_likelihood"), pix.get("held_out_log_likelihood")
+  log_z = lambda ll: "-" if ll is None else f"{fmt(ll['log_z'])} ({ll['method']})"  # noqa: E731
   rows = [
     ("visible units", lat["n_visible"], pix["n_visible"]),
     ("hidden units", lat["n_hidden"], pix["n_hidden"]),
     ("weights", lat["n_visible"] * lat["n_hidden"], pix["n_visible"] * pix["n_hidden"]),
     ("final reconstruction MSE (RBM's own space)", lat["final_recon_error"],
      pix["final_recon_error"]),
-    ("log Z (method)", lat_z, pix_z),
-    ("held-out mean -F(v) - log Z (nats, own space)", lat_ll, pix_ll),
+    ("log Z (method)", log_z(lat_ll), log_z(pix_ll)),
+    ("held-out mean -F(v) - log Z (nats, own space)", likelihood_cell(lat_ll),
+     likelihood_cell(pix_ll)),
     ("sample MSE to nearest training image (pixels)",
      m["sample_pixel_mse_to_nearest_train"]["ae_rbm"],
      m["sample_pixel_mse_to_nearest_train"]["pixel_rbm"]),
@@ -67,10 +80,11 @@ starts; each picture shows `E[v | h]` after the last sweep (for the AE-RBM, deco
 
 | | latent RBM | pixel RBM |
 |---|---|---|
-{table}
+{table}{likelihood_warnings({"latent RBM": lat_ll, "pixel RBM": pix_ll})}
 
-Log Z is exact where the enumerated layer is small enough, else an AIS estimate with its
-interval. Log-likelihoods of the two RBMs live in different spaces (latent codes versus
+Log Z is exact where the enumerated layer is small enough, else a forward AIS estimate with
+its 3-standard-error interval, beside reverse AIS (pessimistic where forward AIS is
+optimistic) and the effective sample size of the weights. Log-likelihoods of the two RBMs live in different spaces (latent codes versus
 pixels) and are not comparable with each other. Inputs in (0, 1) are treated as Bernoulli
 means, so `-F(v) - log Z` is a proper log-probability only for binary inputs.
 

@@ -66,6 +66,9 @@ def _check_inputs(params: RBM, data: ArrayLike, config: TrainConfig) -> Array:
   x = rbm.validate_data(
     data, params.W.shape[-2], bernoulli=not isinstance(params, GaussianRBM), name="data"
   )
+  if config.centered and isinstance(params, GaussianRBM):
+    raise ValueError("centered=True is for Bernoulli RBMs; a Gaussian RBM's visible units are "
+                     "standardised instead (set centered=False)")
   if config.batch_size > x.shape[0]:
     raise ValueError(
       f"batch_size={config.batch_size} exceeds the {x.shape[0]} training samples; lower it"
@@ -96,7 +99,7 @@ def _train(state: TrainState, train_data: Array, ll_data: Array, key_loop: Array
   def to_tree(run: _Run) -> dict:
     # orbax cannot store CD's empty chain placeholder, so only PCD's chains are saved
     tree = {"params": run.train.params, "opt_state": run.train.opt_state, "key": key_data,
-            "recon_error": run.recon, "log_likelihood": run.ll}
+            "recon_error": run.recon, "log_likelihood": run.ll, "offsets": run.train.offsets}
     if config.method == "pcd":
       tree["chains"] = run.train.chains
     return tree
@@ -106,7 +109,7 @@ def _train(state: TrainState, train_data: Array, ll_data: Array, key_loop: Array
       raise ValueError(f"checkpoint {progress.directory} was written with another PRNG key; "
                        "resume with the original seed")
     chains = tree.get("chains", run.train.chains)
-    return _Run(TrainState(tree["params"], tree["opt_state"], chains),
+    return _Run(TrainState(tree["params"], tree["opt_state"], chains, tree["offsets"]),
                 np.array(tree["recon_error"]), np.array(tree["log_likelihood"]))
 
   def advance(run: _Run, start: int, n: int) -> EpochsResult:

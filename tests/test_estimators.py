@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import exact_nll_grad, flat, tiny_problem
 
-from aerbm_jax import estimators, sampling
+from aerbm_jax import estimators, partition, rbm, sampling
 
 
 def test_long_chain_cd_matches_exact_gradient_and_cd1_bias_is_measured():
@@ -48,3 +48,38 @@ def test_pcd_gradient_averaged_over_chains_matches_exact():
   chains, _ = sampling.run(jax.random.key(0), chains, p, 100)
   g, _ = estimators.pcd_grad(jax.random.key(1), p, jnp.asarray(data), chains, k=1)
   assert np.linalg.norm(flat(g) - exact) / np.linalg.norm(exact) < 0.05
+
+
+def _centred_to_plain(phi, offsets):
+  """The plain RBM of centred parameters phi = (W, b_c, c_c)."""
+  mu, lam = offsets
+  return rbm.BernoulliRBM(W=phi.W, b=phi.b - phi.W @ lam, c=phi.c - phi.W.T @ mu)
+
+
+def test_centred_gradient_is_the_exact_gradient_of_the_centred_parametrisation():
+  p, data = tiny_problem(2)
+  offsets = estimators.Offsets(visible=jnp.asarray(data.mean(0)),
+                               hidden=jnp.asarray([0.3, 0.5, 0.8], jnp.float32))
+  # The centred parameters whose plain RBM is p.
+  phi = rbm.BernoulliRBM(W=p.W, b=p.b + p.W @ offsets.hidden, c=p.c + p.W.T @ offsets.visible)
+  np.testing.assert_allclose(flat(_centred_to_plain(phi, offsets)), flat(p), atol=1e-6)
+
+  def nll(q):
+    plain = _centred_to_plain(q, offsets)
+    return -partition.log_likelihood(plain, data, partition.exact_log_partition(plain))
+
+  exact = jax.grad(nll)(phi)
+  # The estimator with exact plain statistics (`exact_nll_grad`) gives the exact centred one...
+  np.testing.assert_allclose(flat(estimators.centred_grad(exact_nll_grad(p, data), offsets)),
+                             flat(exact), rtol=1e-4, atol=1e-5)
+  # ... and from long PCD chains it agrees within Monte Carlo error.
+  chains = sampling.init(p, np.zeros((20_000, 6), np.float32))
+  chains, _ = sampling.run(jax.random.key(0), chains, p, 100)
+  g, _ = estimators.pcd_grad(jax.random.key(1), p, jnp.asarray(data), chains, k=1)
+  got = flat(estimators.centred_grad(g, offsets))
+  assert np.linalg.norm(got - flat(exact)) / np.linalg.norm(flat(exact)) < 0.05
+  # A centred step, mapped to the plain parameters, is the plain RBM of the stepped centred ones.
+  eta = 0.1
+  stepped = _centred_to_plain(jax.tree.map(lambda a, b: a - eta * b, phi, exact), offsets)
+  mapped = jax.tree.map(lambda a, b: a - eta * b, p, estimators.centred_update(exact, offsets))
+  np.testing.assert_allclose(flat(mapped), flat(stepped), rtol=1e-5, atol=1e-6)

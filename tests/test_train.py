@@ -209,3 +209,33 @@ def test_divergence_names_the_latest_checkpoint_and_a_resume_diverges_alike(tmp_
     np.testing.assert_array_equal(a, b)
 
 
+
+
+def test_centred_training_is_invariant_to_flipping_the_bits():
+  """On the shipped MNIST digits (784 x 16, exact log Z): a centred RBM learns as well from
+  1 - x as from x, a plain one does not (measured: 0.7 against 15 nats apart)."""
+  from aerbm_jax.data import mnist
+
+  x, x_test, _ = mnist.load_mnist(None, "threshold")
+  test_ll = {}
+  for centered in (False, True):
+    for flip in (False, True):
+      a, b = (1 - x, 1 - x_test) if flip else (x, x_test)
+      cfg = TrainConfig(method="pcd", epochs=20, batch_size=20, learning_rate=0.05,
+                        momentum=0.0, weight_decay=0.0, centered=centered, exact_ll=False,
+                        progress=False)
+      p, _ = train.fit(jax.random.key(1), rbm.init(jax.random.key(0), 784, 16, data=a), a, cfg)
+      test_ll[centered, flip] = float(
+        partition.log_likelihood(p, b, partition.exact_log_partition(p)))
+  assert abs(test_ll[True, True] - test_ll[True, False]) < 1.5, test_ll
+  assert test_ll[False, False] - test_ll[False, True] > 5.0, test_ll
+  assert test_ll[True, True] > test_ll[False, True] + 5.0, test_ll
+
+
+def test_centred_gaussian_and_a_bad_offset_rate_are_refused():
+  p = rbm.init(jax.random.key(0), 4, 3, visible="gaussian")
+  data = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+  with pytest.raises(ValueError, match="centered=True is for Bernoulli"):
+    train.fit(jax.random.key(0), p, data, TrainConfig(centered=True, batch_size=8))
+  with pytest.raises(ValueError, match="offset_rate"):
+    TrainConfig(offset_rate=1.5).validate()
