@@ -85,6 +85,7 @@ class ExperimentConfig:
   rbm_batch_size: int = 16
   rbm_learning_rate: float = 0.01
   rbm_weight_decay: float = 1e-4
+  rbm_centered: bool = True  # centred gradients for the Bernoulli RBMs (latent and pixel)
   # RBM on the pixels (for comparison)
   pixel_hidden: int = 64
   pixel_epochs: int = 300
@@ -142,12 +143,14 @@ class ExperimentConfig:
       method=self.rbm_method, k=self.rbm_k, epochs=self.rbm_epochs,
       batch_size=self.rbm_batch_size, learning_rate=self.rbm_learning_rate,
       weight_decay=self.rbm_weight_decay, exact_ll=False,
-      epochs_per_call=self.rbm_epochs_per_call)
+      epochs_per_call=self.rbm_epochs_per_call,
+      centered=self.rbm_centered and self.rbm_visible == "bernoulli")
 
   def pixel_config(self) -> train.TrainConfig:
     """The pixel RBM's training settings."""
     return dataclasses.replace(
-      self.rbm_config(), epochs=self.pixel_epochs, learning_rate=self.pixel_learning_rate)
+      self.rbm_config(), epochs=self.pixel_epochs, learning_rate=self.pixel_learning_rate,
+      centered=self.rbm_centered)
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -2,7 +2,7 @@
 
 Pure and jittable: `init_state` builds a `TrainState`; `run_epochs` runs epochs
 `start .. start + n - 1` as one `lax.scan` over epochs and minibatches, each update a CD-k or
-PCD-k gradient (`estimators`) through a guarded momentum SGD (`optim`); `epochs` is its
+PCD-k gradient (`gradients`) through a guarded momentum SGD (`optim`); `epochs` is its
 compiled form with the state's buffers donated, and `epochs_many(...)` the form vmapped over
 seeds. `train.fit` and `train.fit_many` drive these chunks from the host.
 """
@@ -19,10 +19,10 @@ import jax.numpy as jnp
 import optax
 from jax import Array
 
-from aerbm_jax import estimators, optim, parallel, partition, rbm, sampling
-from aerbm_jax.rbm import RBM, GaussianRBM
+from aerbm_jax import gradients, optim, parallel, partition, rbm, sampling
+from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 from aerbm_jax.rng import DEFAULT_UNIFORM_BITS, permutation, resolve_uniform_bits
-from aerbm_jax.estimators import Offsets
+from aerbm_jax.gradients import Offsets
 from aerbm_jax.sampling import GibbsState
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
   "epochs",
   "epochs_many",
   "epochs_per_call",
+  "is_centred",
 ]
 
 
@@ -59,7 +60,7 @@ class TrainConfig:
   epochs_per_call: int = 0  # epochs per compiled call; 0: enough for ~256 minibatch updates
   sampler_precision: str | None = None  # negative-phase matmuls: None, "highest", "bfloat16"
   progress: bool = True  # tqdm bar over epochs
-  centered: bool = False  # Bernoulli models: centred gradients (Melchior et al. 2016)
+  centered: bool | None = None  # centred gradients (Melchior et al. 2016); None: for Bernoulli
   offset_rate: float = 0.01  # centring: running-average rate of the hidden offsets
 
   def validate(self) -> None:
@@ -98,7 +99,7 @@ class TrainState(NamedTuple):
   opt_state: optax.OptState  # optim.GuardedSGDState: count (), momentum like params, finite ()
   chains: GibbsState  # PCD: v (chains, n_visible), h (chains, n_hidden); CD: (0, ...) placeholders
   offsets: Offsets  # centring: visible (n_visible,) = data mean, hidden (n_hidden,); unused
-  # unless config.centered
+  # unless is_centred(config, params)
 
 
 class EpochsResult(NamedTuple):
@@ -123,6 +124,15 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientT
     lr = optax.cosine_decay_schedule(config.learning_rate, total)
   only_w = lambda p: type(p)(*[name == "W" for name in p._fields])  # noqa: E731
   return optim.guarded_sgd(lr, config.momentum, config.weight_decay, only_w)
+
+
+def is_centred(config: TrainConfig, params: RBM) -> bool:
+  """Whether training centres its gradients: `config.centered`, or (None) for Bernoulli models,
+  whose likelihood it improves and makes independent of how the bits are coded (docs/mnist.md);
+  a Gaussian RBM's visible units are standardised instead."""
+  if config.centered is None:
+    return isinstance(params, BernoulliRBM)
+  return config.centered
 
 
 def _scale_sigma_grad(grads: RBM, config: TrainConfig) -> RBM:
@@ -169,22 +179,24 @@ def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig, shar
   batches = parallel.constrain(data[perm].reshape(n_batches, config.batch_size, d),
                                shard and shard[0])
 
+  centred = is_centred(config, state.params)
+
   def update(s: TrainState, xs):
     batch, key_update = xs
     # Centring needs p(h | v_data) for the hidden offsets; the estimators reuse it.
-    h_data = (rbm.hidden_prob(s.params, batch, config.sampler_precision) if config.centered
-              else None)
+    h_data = rbm.hidden_prob(s.params, batch, config.sampler_precision) if centred else None
+    offsets = s.offsets if centred else None
     if config.method == "pcd":
-      grads, chains = estimators.pcd_grad(key_update, s.params, batch, s.chains, config.k,
-                                          config.uniform_bits, config.sampler_precision, h_data)
+      grads, chains = gradients.pcd_grad(key_update, s.params, batch, s.chains, config.k,
+                                         config.uniform_bits, config.sampler_precision, h_data,
+                                         offsets)
       chains = GibbsState(*(parallel.constrain(x, shard and shard[1]) for x in chains))
     else:
-      grads, _ = estimators.cd_grad(key_update, s.params, batch, config.k, config.uniform_bits,
-                                    config.sampler_precision, h_data)
+      grads, _ = gradients.cd_grad(key_update, s.params, batch, config.k, config.uniform_bits,
+                                   config.sampler_precision, h_data, offsets)
       chains = s.chains
     offsets = s.offsets
-    if config.centered:
-      grads = estimators.centred_update(estimators.centred_grad(grads, offsets), offsets)
+    if centred:
       rate = config.offset_rate
       offsets = offsets._replace(hidden=(1 - rate) * offsets.hidden + rate * h_data.mean(0))
     updates, opt_state = tx.update(_scale_sigma_grad(grads, config), s.opt_state, s.params)

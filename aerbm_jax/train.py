@@ -66,7 +66,7 @@ def _check_inputs(params: RBM, data: ArrayLike, config: TrainConfig) -> Array:
   x = rbm.validate_data(
     data, params.W.shape[-2], bernoulli=not isinstance(params, GaussianRBM), name="data"
   )
-  if config.centered and isinstance(params, GaussianRBM):
+  if config.centered is True and isinstance(params, GaussianRBM):
     raise ValueError("centered=True is for Bernoulli RBMs; a Gaussian RBM's visible units are "
                      "standardised instead (set centered=False)")
   if config.batch_size > x.shape[0]:

@@ -11,8 +11,9 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
 # Lowest first: a module may import only modules before it.
 ORDER = ["rng", "parallel", "optim", "data", "rbm", "checkpoint", "loop", "sampling",
-         "tempering", "ais", "partition", "estimators", "epochs", "train", "autoencoder", "metrics",
-         "plots", "configs", "runs", "report", "experiment", "ci_study", "likelihoods", "evaluate", "cli"]
+         "tempering", "ais", "partition", "gradients", "epochs", "train", "autoencoder",
+         "metrics", "plots", "estimators", "configs", "runs", "report", "experiment", "ci_study",
+         "likelihoods", "evaluate", "cli"]
 MAX_LINES = 400
 
 

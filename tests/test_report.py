@@ -17,12 +17,18 @@ def _metrics(latent_ll, pixel_ll):
 
 
 def test_table_shows_exact_and_ais_likelihoods_with_their_intervals():
-  exact = {"log_likelihood": -9.5, "lower": -9.5, "upper": -9.5, "log_z": 12.0, "method": "exact"}
+  nan = float("nan")
+  exact = {"log_likelihood": -9.5, "lower": -9.5, "upper": -9.5, "log_z": 12.0, "method": "exact",
+           "reverse_log_likelihood": nan, "gap": 0.0, "ess": nan, "reverse_ess": nan,
+           "warnings": []}
   ais = {"log_likelihood": -700.0, "lower": -701.5, "upper": float("inf"), "log_z": 580.0,
-         "method": "ais"}
+         "method": "ais", "reverse_log_likelihood": -712.5, "gap": 12.5, "ess": 3.2,
+         "reverse_ess": 40.0, "warnings": ["AIS: the log Z interval is open; raise n_betas"]}
   text = report.experiment_report(configs.make_config("faces", quick=True), _metrics(exact, ais))
   assert "| log Z (method) | 12 (exact) | 580 (ais) |" in text
-  assert "| held-out mean -F(v) - log Z (nats, own space) | -9.5 | -700 [-701.5, inf] |" in text
+  assert ("| held-out mean -F(v) - log Z (nats, own space) | -9.5 (exact) | -700 [-701.5, inf] "
+          "(AIS; reverse -712.5, gap 12.5; ESS 3) **see warnings** |") in text
+  assert "- **pixel RBM**: AIS: the log Z interval is open; raise n_betas" in text
   assert "**0.01230**" in text and "(predicting the mean training image: 0.50000)" in text
   assert "| weights | 128 | 128 |" in text
 
