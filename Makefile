@@ -10,9 +10,15 @@ ARGS   ?=
 # so that module fixtures run once; most of the suite's time is XLA compilation.
 WORKERS ?= 2
 
-.PHONY: install test test-all experiment bench clean
+.PHONY: install browser test test-all experiment bench clean
 
 install: $(STAMP)
+
+# The report test drives a real headless Chromium: Debian's chromium and chromium-driver.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium chromium-driver >/dev/null; }
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -20,10 +26,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
 
-test-all: install
+test-all: install browser
 	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile -m ''
 
 experiment: install

@@ -20,7 +20,6 @@ biased upwards and its log-likelihood pessimistic. Both converged, they sandwich
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -30,7 +29,7 @@ from jax import Array
 from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
-from aerbm_jax import parallel, rbm, sampling
+from aerbm_jax import loop, parallel, rbm, sampling
 from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 from aerbm_jax.rng import bernoulli
 
@@ -134,13 +133,10 @@ def _base_sample(key: Array, p: RBM, base: Array, n_chains: int) -> Array:
   return bernoulli(key, jnp.broadcast_to(jax.nn.sigmoid(base), shape), 32)
 
 
-@partial(jax.jit, static_argnames=("sharding",))
-def _anneal(key: Array, params: RBM, base: Array, v0: Array, betas: Array, sharding=None
-            ) -> Array:
-  """Log-weights `(chains,)` of chains from `v0` along `betas[0] -> betas[-1]`."""
-  dtype = params.W.dtype
-  state = sampling.GibbsState(v=parallel.constrain(v0, sharding),
-                              h=jnp.zeros((v0.shape[0], rbm.n_hidden(params)), dtype))
+@jax.jit
+def _anneal_chunk(carry, params: RBM, base: Array, betas_prev: Array, betas: Array,
+                  keys: Array):
+  """One chunk of the schedule: `(state, log_w)` carried from `betas_prev[0]` to `betas[-1]`."""
 
   def body(carry, xs):
     state, log_w = carry
@@ -151,10 +147,29 @@ def _anneal(key: Array, params: RBM, base: Array, v0: Array, betas: Array, shard
     state, _ = sampling.step(key_step, state, _intermediate(params, base, beta), 32, "highest")
     return (state, log_w), None
 
+  return jax.lax.scan(body, carry, (betas_prev, betas, keys))[0]
+
+
+_CHUNK = 1000  # betas per compiled call, between progress-bar updates
+
+
+def _anneal(key: Array, params: RBM, base: Array, v0: Array, betas: Array, sharding=None,
+            desc: str = "AIS") -> Array:
+  """Log-weights `(chains,)` of chains from `v0` along `betas[0] -> betas[-1]`, run in
+  compiled chunks of the one schedule's per-step keys (the result does not depend on them)."""
+  dtype = params.W.dtype
+  v0 = jax.device_put(v0, sharding) if sharding is not None else v0
+  state = sampling.GibbsState(v=v0, h=jnp.zeros((v0.shape[0], rbm.n_hidden(params)), dtype))
+  carry = (state, jnp.zeros((v0.shape[0],), dtype))
   keys = jax.random.split(key, betas.shape[0] - 1)
-  (_, log_w), _ = jax.lax.scan(body, (state, jnp.zeros((v0.shape[0],), dtype)),
-                               (betas[:-1], betas[1:], keys))
-  return log_w
+  steps = betas.shape[0] - 1
+  with loop.progress_bar(steps, desc, "beta") as bar:
+    for start in range(0, steps, _CHUNK):
+      stop = min(start + _CHUNK, steps)
+      carry = _anneal_chunk(carry, params, base, betas[start:stop], betas[start + 1:stop + 1],
+                            keys[start:stop])
+      bar.update(stop - start)
+  return carry[1]
 
 
 def _prepare(params: RBM, base: ArrayLike | None, n_chains: int, mesh):
@@ -219,7 +234,7 @@ def ais_log_partition(
   betas = jnp.asarray(ais_betas(n_betas), p.W.dtype)
   key_init, key_run = jax.random.split(key)
   v0 = _base_sample(key_init, p, b_a, n_chains)
-  log_w = _anneal(key_run, p, b_a, v0, betas, sharding)
+  log_w = _anneal(key_run, p, b_a, v0, betas, sharding, "AIS")
   return _result(log_w, _log_z_base(p, b_a), reverse=False)
 
 
@@ -265,7 +280,7 @@ def reverse_ais_log_partition(
     v0 = sampling.sample(key_burn, p, v0=v0, n_steps=burn_in, precision="highest",
                          uniform_bits=32, mesh=mesh)
   betas = jnp.asarray(ais_betas(n_betas)[::-1], p.W.dtype)
-  log_w = _anneal(key_run, p, b_a, v0, betas, sharding)
+  log_w = _anneal(key_run, p, b_a, v0, betas, sharding, "reverse AIS")
   return _result(log_w, _log_z_base(p, b_a), reverse=True)
 
 

@@ -21,11 +21,11 @@ from typing import Any
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from aerbm_jax import autoencoder as ae
-from aerbm_jax import checkpoint, data, metrics, parallel, partition, rbm, sampling, train
+from aerbm_jax import checkpoint, data, loop, metrics, parallel, partition, rbm, sampling, train
 from aerbm_jax.configs import CIStudyConfig
+from aerbm_jax.html import write_report_html
 from aerbm_jax.report import likelihood_cell, likelihood_warnings
 from aerbm_jax.runs import load_study_config, new_run_dir
 
@@ -123,7 +123,9 @@ def run_study(config: CIStudyConfig, run_dir: str | Path, *, resume: bool = Fals
   key = jax.random.key(config.seed)
   rows: list[dict[str, Any]] = []
   settings = [(n, d) for n in config.n_values for d in (None, *config.latent_dims)]
-  for index, (n, d) in enumerate(tqdm(settings, desc="ci_study settings")):
+  bar = loop.progress_bar(len(settings), "ci_study settings", "setting")
+  for index, (n, d) in enumerate(settings):
+    bar.update(1)
     saved = done_dir / f"{index:03d}.json"
     if saved.is_file():
       rows.append(json.loads(saved.read_text()))
@@ -165,11 +167,13 @@ def run_study(config: CIStudyConfig, run_dir: str | Path, *, resume: bool = Fals
     )
     rows.append(row)
     checkpoint.write_text(saved, json.dumps(row))
+  bar.close()
   result = {"config": dataclasses.asdict(config), "source": source, "rows": rows,
             "total_s": time.perf_counter() - t_start}
   checkpoint.write_text(run_dir / "ci_study.json", json.dumps(result, indent=1))
   _plots(rows, config, run_dir)
   checkpoint.write_text(run_dir / "report.md", _report(rows, config, source, result["total_s"]))
+  write_report_html(run_dir)
   print(f"done in {result['total_s']:.0f}s: {run_dir}/report.md")
   return result
 

@@ -4,6 +4,8 @@
   aerbm experiment NAME --resume RUN_DIR
   aerbm sample RUN_DIR [--n 64] [--steps 1000] [--seed 0] [--out DIR]
   aerbm evaluate RUN_DIR [--n 256] [--steps 1000] [--seed 0]
+  aerbm report RUN_DIR [--open]
+  aerbm runs [FOLDER]
 
 Every field of `ExperimentConfig` is an option (`--ae-epochs 10`, `--rbm-hidden 32`, ...).
 A bad input gets one line naming it and exit code 2, diverging training one line naming the
@@ -16,6 +18,7 @@ Ctrl-C (or SIGTERM) checkpoints the training stage in progress and exits with co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -53,26 +56,58 @@ def _config_fields() -> dict[str, set[str]]:
   return {kind: set(field_kinds(cls)) - {"name"} for kind, cls in _config_classes().items()}
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-  from aerbm_jax.configs import field_kinds
+_GROUPS = {"recipe": "the recipe: faces, mondrian, digits", "ci_study": "the interval study",
+           "mnist": "the MNIST table"}
 
-  group = parser.add_argument_group(
-    "config fields (override the preset; see ExperimentConfig, CIStudyConfig for ci_study, "
-    "MNISTConfig for mnist)")
-  kinds: dict[str, str] = {}
-  for cls in reversed(list(_config_classes().values())):
-    kinds.update(field_kinds(cls))
-  for name, kind in kinds.items():
-    if name == "name" or name in _SHORT:
-      continue
-    flag = "--" + name.replace("_", "-")
-    if kind == "bool":
-      group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None)
-    elif kind == "ints":
-      group.add_argument(flag, dest=name, type=_parse_tuple, default=None, metavar="N,N,...")
+
+def _add_config_options(parser: argparse.ArgumentParser, kind: str | None,
+                        name: str | None) -> None:
+  """One option per config field, with its documentation, default and allowed values.
+
+  With `kind` (the experiment named on the command line), only that kind's fields and their
+  defaults for `name`'s preset; otherwise every kind's, in a group each, shared fields first.
+  """
+  from aerbm_jax import configs
+
+  classes = _config_classes()
+  kinds = [kind] if kind else list(classes)
+  owners: dict[str, list[str]] = {}
+  for k in kinds:
+    for field in configs.field_kinds(classes[k]):
+      if field != "name" and field not in _SHORT:
+        owners.setdefault(field, []).append(k)
+  defaults = {}
+  for k in reversed(kinds):
+    if k == "recipe" and name in configs.PRESETS:
+      defaults.update(dataclasses.asdict(configs.make_config(name)))
     else:
-      typ = {"int": int, "float": float}.get(kind, str)
-      group.add_argument(flag, dest=name, type=typ, default=None, metavar=typ.__name__.upper())
+      defaults.update(dataclasses.asdict(classes[k]()))
+  groups = {}
+  if len(kinds) > 1:
+    groups["shared"] = parser.add_argument_group("options of more than one experiment")
+  for k in kinds:
+    groups[k] = parser.add_argument_group(f"options of {_GROUPS[k]}" + (
+      f" ({configs.__name__}.{classes[k].__name__})"))
+  for field, where in owners.items():
+    cls = classes[where[0]]
+    kind_of = configs.field_kinds(cls)[field]
+    doc = configs.field_help(cls).get(field, field.replace("_", " "))
+    group = groups["shared" if len(where) > 1 else where[0]]
+    flag = "--" + field.replace("_", "-")
+    default = defaults.get(field)
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    text = f"{doc} (default: {shown})".replace("%", "%%")
+    if kind_of == "bool":
+      group.add_argument(flag, dest=field, action=argparse.BooleanOptionalAction, default=None,
+                         help=text)
+    elif kind_of == "ints":
+      group.add_argument(flag, dest=field, type=_parse_tuple, default=None, metavar="N,N,...",
+                         help=text)
+    else:
+      typ = {"int": int, "float": float}.get(kind_of, str)
+      group.add_argument(flag, dest=field, type=typ, default=None, help=text,
+                         choices=configs.CHOICES.get(field),
+                         metavar=None if field in configs.CHOICES else typ.__name__.upper())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,9 +118,12 @@ class _Parser(argparse.ArgumentParser):
     sys.exit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(experiment: str | None = None) -> argparse.ArgumentParser:
+  """The `aerbm` parser; with `experiment`, `aerbm experiment` offers only that one's options."""
   parser = _Parser(prog="aerbm", description=__doc__.splitlines()[0])
   parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+  parser.add_argument("--quiet", action="store_true",
+                      help="no progress bars (they are off anyway when output is not a terminal)")
   parser.add_argument(
     "--compile-cache", metavar="DIR", default=None,
     help="keep compiled XLA programs here for later runs (default: $JAX_COMPILATION_CACHE_DIR, "
@@ -101,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="let JAX detect the cluster (SLURM, Open MPI, TPU pod slices)")
   sub = parser.add_subparsers(dest="command", required=True)
 
-  exp = sub.add_parser("experiment", help="train AE + latent RBM and a pixel RBM, sample, report")
+  exp = sub.add_parser("experiment", help="run an experiment: the AE + RBM recipe (faces, "
+                       "mondrian, digits), the interval study (ci_study) or the MNIST table")
   exp.add_argument("name", help="mondrian, faces, digits, ci_study (the interval study) or "
                    "mnist (the log-likelihood table)")
   exp.add_argument("--data", help="a folder of your own images (read at 128x128x3 by default); "
@@ -113,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue an interrupted run from its checkpoints (no other options)")
   exp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
-  _add_config_options(exp)
+  _add_config_options(exp, experiment and _kind(experiment), experiment)
 
   smp = sub.add_parser("sample", help="draw new images from a finished run")
   smp.add_argument("run_dir")
@@ -131,7 +170,28 @@ def build_parser() -> argparse.ArgumentParser:
   ev.add_argument("--seed", type=int, default=0)
   ev.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
+
+  rep = sub.add_parser("report", help="write RUN_DIR/report.html: the run's reports as one "
+                       "self-contained page")
+  rep.add_argument("run_dir")
+  rep.add_argument("--open", action="store_true", help="open it in the web browser")
+  rep.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
+
+  lst = sub.add_parser("runs", help="list run directories: name, date, status, main figures")
+  lst.add_argument("folder", nargs="?", default="runs", help="where the runs are (default runs)")
+  lst.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
   return parser
+
+
+def _named_experiment(argv: Sequence[str]) -> str | None:
+  """The NAME of `aerbm ... experiment NAME ...` in `argv`, if there is one."""
+  argv = list(argv)
+  if "experiment" not in argv:
+    return None
+  rest = argv[argv.index("experiment") + 1:]
+  return next((a for a in rest if not a.startswith("-")), None)
 
 
 def _kind(name: str) -> str:
@@ -237,8 +297,37 @@ def _terminate(signum, frame):
   raise KeyboardInterrupt  # SIGTERM (a scheduler's kill) checkpoints like Ctrl-C
 
 
+def _report(args: argparse.Namespace) -> int:
+  from aerbm_jax.html import write_report_html
+
+  path = write_report_html(args.run_dir)
+  print(f"wrote {path}")
+  if args.open:
+    import webbrowser
+
+    webbrowser.open(path.absolute().as_uri())
+  return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+  from aerbm_jax.runs import list_runs
+
+  found = list_runs(args.folder)
+  if not found:
+    print(f"no run directories in {args.folder}")
+  for r in found:
+    print(f"{str(r.path):40s} {r.name:9s} {r.date}  {r.status:9s}  {r.headline}")
+  return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-  args = build_parser().parse_args(argv)
+  argv = sys.argv[1:] if argv is None else list(argv)
+  # Help for a named experiment lists its own options only; parsing takes every experiment's,
+  # so that another experiment's option gets a message naming the experiment.
+  wants_help = any(a in ("-h", "--help") for a in argv)
+  args = build_parser(_named_experiment(argv) if wants_help else None).parse_args(argv)
+  if args.quiet:
+    os.environ["AERBM_QUIET"] = "1"
   warnings.filterwarnings("ignore", category=DeprecationWarning)
   signal.signal(signal.SIGTERM, _terminate)
   from aerbm_jax import parallel  # imports JAX: after parsing, so --help stays fast
@@ -249,7 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parallel.initialize(parallel.distributed_settings(
       args.coordinator_address, args.num_processes, args.process_id,
       auto=args.distributed == "auto"))
-    commands = {"experiment": _experiment, "sample": _sample, "evaluate": _evaluate}
+    commands = {"experiment": _experiment, "sample": _sample, "evaluate": _evaluate,
+                "report": _report, "runs": _runs}
     return commands[args.command](args)
   except KeyboardInterrupt:
     run_dir = getattr(args, "run_dir", None)

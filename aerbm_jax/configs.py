@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any, Iterable
 
 from aerbm_jax import autoencoder as ae
 from aerbm_jax import train
 
 __all__ = [
+  "CHOICES", "field_help",
   "ExperimentConfig", "PRESETS", "FOLDER_DEFAULTS", "QUICK", "make_config",
   "CIStudyConfig", "STUDY_QUICK", "make_study_config",
   "MNISTConfig", "MNIST_QUICK", "make_mnist_config",
@@ -30,6 +32,28 @@ def field_kinds(cls: type) -> dict[str, str]:
     kinds[f.name] = ("ints" if kind.startswith("tuple") else
                      kind if kind in ("bool", "int", "float") else "str")
   return kinds
+
+
+# Fields whose values come from a fixed set: the CLI offers (and names) exactly these.
+CHOICES: dict[str, tuple[str, ...]] = {
+  "ae_latent_activation": ("sigmoid", "linear"),
+  "rbm_visible": ("bernoulli", "gaussian"),
+  "rbm_method": ("cd", "pcd"),
+  "method": ("cd", "pcd"),
+  "dataset": ("mondrian", "faces"),
+}
+
+
+def field_help(cls: type) -> dict[str, str]:
+  """Each field's one-line documentation: the comment beside it in the class's source."""
+  import inspect
+
+  docs = {}
+  for line in inspect.getsource(cls).splitlines():
+    m = re.match(r"\s+(\w+): [^=]+=[^#]*#\s*(.+)$", line)
+    if m:
+      docs[m.group(1)] = m.group(2).strip()
+  return docs
 
 
 def check_fields(cls: type, names: Iterable[str], message: str, hint: str = "") -> None:
@@ -60,46 +84,46 @@ def from_dict(cls: type, raw: dict[str, Any], where: str) -> Any:
 class ExperimentConfig:
   """Every setting of an experiment; the CLI exposes each field as `--field-name`."""
 
-  name: str = "mondrian"
+  name: str = "mondrian"  # the experiment: mondrian, faces or digits
   data: str | None = None  # a folder of the user's images; overrides the built-in source
   tfds: str | None = None  # a tensorflow-datasets name (downloads; optional)
   n_images: int = 200  # images to generate (mondrian) or at most to use
-  image_size: int = 128
-  channels: int = 3
-  held_out_fraction: float = 0.15
-  seed: int = 0
+  image_size: int = 128  # images are resized to image_size x image_size
+  channels: int = 3  # 1 (grey) or 3 (colour)
+  held_out_fraction: float = 0.15  # images held out (by a hash of their names) for evaluation
+  seed: int = 0  # the PRNG seed of every stage
   # autoencoder
-  ae_latent_dim: int = 128
-  ae_features: tuple[int, ...] = (16, 32, 64, 128)
-  ae_latent_activation: str = "sigmoid"
-  ae_epochs: int = 60
-  ae_batch_size: int = 16
-  ae_learning_rate: float = 2e-3
-  ae_augment: bool = True
+  ae_latent_dim: int = 128  # latent code size
+  ae_features: tuple[int, ...] = (16, 32, 64, 128)  # channels of each stride-2 conv stage
+  ae_latent_activation: str = "sigmoid"  # sigmoid (codes in (0, 1)) or linear
+  ae_epochs: int = 60  # passes over the training images
+  ae_batch_size: int = 16  # images per Adam step
+  ae_learning_rate: float = 2e-3  # Adam's step size
+  ae_augment: bool = True  # random flips and small shifts of the training images
   # RBM on the latent codes
-  rbm_visible: str = "bernoulli"  # "gaussian" needs ae_latent_activation="linear"
-  rbm_hidden: int = 64
-  rbm_method: str = "cd"  # CD-1: PCD-1 with momentum 0.9 collapsed the pixel RBMs
-  rbm_k: int = 1
-  rbm_epochs: int = 300
-  rbm_batch_size: int = 16
-  rbm_learning_rate: float = 0.01
-  rbm_weight_decay: float = 1e-4
+  rbm_visible: str = "bernoulli"  # latent RBM's visible units; gaussian needs linear latents
+  rbm_hidden: int = 64  # hidden units of the latent RBM
+  rbm_method: str = "cd"  # cd (chains restart at the data) or pcd (persistent chains)
+  rbm_k: int = 1  # Gibbs sweeps per update, both RBMs
+  rbm_epochs: int = 300  # passes over the latent codes
+  rbm_batch_size: int = 16  # codes (and images, for the pixel RBM) per update
+  rbm_learning_rate: float = 0.01  # SGD step size of the latent RBM (momentum 0.9)
+  rbm_weight_decay: float = 1e-4  # L2 penalty on both RBMs' weights
   rbm_centered: bool = True  # centred gradients for the Bernoulli RBMs (latent and pixel)
   # RBM on the pixels (for comparison)
-  pixel_hidden: int = 64
-  pixel_epochs: int = 300
-  pixel_learning_rate: float = 0.005
+  pixel_hidden: int = 64  # hidden units of the pixel RBM
+  pixel_epochs: int = 300  # passes over the training images
+  pixel_learning_rate: float = 0.005  # SGD step size of the pixel RBM
   # sampling and evaluation
-  sample_chains: int = 64
-  sample_steps: int = 1000
-  ais_chains: int = 32
-  ais_betas: int = 2000  # 0 skips AIS
+  sample_chains: int = 64  # Gibbs chains (pictures) per model
+  sample_steps: int = 1000  # sweeps per chain
+  ais_chains: int = 32  # AIS runs per log-likelihood (forward and reverse each)
+  ais_betas: int = 2000  # AIS schedule length; 0 skips AIS (exact log Z still where small)
   # checkpoints (a killed run resumes with --resume RUN_DIR)
   checkpoint_every_s: float = 30.0  # least time between two training checkpoints
   rbm_epochs_per_call: int = 0  # RBM epochs per compiled call; 0: ~256 updates per call
   # devices: split RBM minibatches and sampling chains over every device (and host)
-  shard: bool = False
+  shard: bool = False  # split minibatches and chains over every device and host
 
   def validate(self) -> None:
     """Raise ValueError naming the first bad field."""
@@ -194,29 +218,29 @@ def make_config(name: str, *, quick: bool = False, folder: bool = False, **overr
 class CIStudyConfig:
   """Every setting of the confidence-interval study (`ci_study`)."""
 
-  name: str = "ci_study"
+  name: str = "ci_study"  # the study
   data: str | None = None  # a folder of images instead of generated Mondrian compositions
   dataset: str = "mondrian"  # "mondrian" or "faces" when no folder is given
-  image_size: int = 32
-  channels: int = 3
+  image_size: int = 32  # images are resized to image_size x image_size
+  channels: int = 3  # 1 (grey) or 3 (colour)
   n_values: tuple[int, ...] = (25, 50, 100, 400)  # training-set sizes
-  latent_dims: tuple[int, ...] = (16, 32, 64, 128)
-  seeds: int = 16
+  latent_dims: tuple[int, ...] = (16, 32, 64, 128)  # latent code sizes, one AE each
+  seeds: int = 16  # RBMs per setting, trained in one vmapped call
   bootstrap: bool = False  # each seed trains on its own resample of the N images
-  n_held_out: int = 200
-  hidden: int = 64
+  n_held_out: int = 200  # images for the sample-quality metrics
+  hidden: int = 64  # hidden units of every RBM
   rbm_updates: int = 1500  # gradient updates per RBM, whatever N is
-  rbm_batch_size: int = 16
-  rbm_learning_rate: float = 0.01
-  pixel_learning_rate: float = 0.005
-  ae_updates: int = 600
-  ae_features: tuple[int, ...] = (16, 32, 64)
+  rbm_batch_size: int = 16  # examples per update
+  rbm_learning_rate: float = 0.01  # SGD step size of the latent RBMs
+  pixel_learning_rate: float = 0.005  # SGD step size of the pixel RBMs
+  ae_updates: int = 600  # Adam steps per autoencoder
+  ae_features: tuple[int, ...] = (16, 32, 64)  # channels of each stride-2 conv stage
   moment_chains: int = 200  # samples per seed for the model's mean and covariance
-  moment_steps: int = 200
+  moment_steps: int = 200  # Gibbs sweeps behind each of those samples
   cov_dims: int = 48  # covariance and W W^T on the first cov_dims visible units
-  ais_chains: int = 32
-  ais_betas: int = 1000
-  seed: int = 0
+  ais_chains: int = 32  # AIS runs per log-likelihood
+  ais_betas: int = 1000  # AIS schedule length
+  seed: int = 0  # the PRNG seed of every setting
   shard: bool = False  # split the seeds (then minibatches) over every device and host
 
   def validate(self) -> None:
@@ -256,26 +280,26 @@ def make_study_config(*, quick: bool = False, **overrides: Any) -> CIStudyConfig
 class MNISTConfig:
   """The MNIST log-likelihood table (`aerbm experiment mnist`): which rows, how trained."""
 
-  name: str = "mnist"
+  name: str = "mnist"  # the table
   data: str | None = None  # idx folder, .npz or "tfds"; None: the shipped 1,000 / 500 digits
   seed: int = 0  # training, AIS and the stochastic binarisation
   n_train: int = 0  # training digits to use; 0: all
   n_test: int = 0  # test digits to score; 0: all
-  method: str = "pcd"  # every row's estimator ("cd" or "pcd"), k sweeps
-  k: int = 1
-  batch_size: int = 100
-  learning_rate: float = 0.01
-  momentum: float = 0.0
-  weight_decay: float = 0.0
+  method: str = "pcd"  # every row's estimator: cd or pcd (persistent chains), k sweeps
+  k: int = 1  # Gibbs sweeps per update
+  batch_size: int = 100  # digits per update
+  learning_rate: float = 0.01  # SGD step size
+  momentum: float = 0.0  # SGD momentum
+  weight_decay: float = 0.0  # L2 penalty on W
   small_hidden: int = 16  # the exact rows: normal and centred, on x and on 1 - x
-  small_epochs: int = 50
+  small_epochs: int = 50  # passes over the training digits, exact rows
   big_hidden: int = 500  # the AIS rows: 0 skips them
-  big_epochs: int = 100
+  big_epochs: int = 100  # passes over the training digits, AIS rows
   big_centered: bool = True  # centre the AIS rows (as in PyDeep's published row)
   stochastic: bool = True  # also the AIS row on stochastically binarised digits (SM08's data)
   cd25: bool = False  # also CD-25 on the stochastic digits, like SM08's CD25(500) (slow)
-  ais_chains: int = 100
-  ais_betas: int = 14_500
+  ais_chains: int = 100  # AIS runs, forward and reverse each
+  ais_betas: int = 14_500  # AIS schedule length (Salakhutdinov & Murray's 14,500)
 
   def validate(self) -> None:
     """Raise ValueError naming the first bad field."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from aerbm_jax import autoencoder as ae
 from aerbm_jax import checkpoint, metrics, partition, sampling
+from aerbm_jax.html import write_report_html
 from aerbm_jax.report import likelihood_cell, likelihood_warnings
 from aerbm_jax.runs import load_run, load_split
 
@@ -87,6 +88,7 @@ def evaluate_run(run_dir: str | Path, *, n_samples: int = 256, steps: int = 1000
   merged["evaluation"] = results
   checkpoint.write_text(path, json.dumps(merged, indent=1))
   checkpoint.write_text(run_dir / "evaluation.md", _table(results))
+  write_report_html(run_dir)
   return results
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from aerbm_jax import autoencoder as ae
 from aerbm_jax import checkpoint, metrics, parallel, partition, plots, rbm, sampling, train
 from aerbm_jax.configs import ExperimentConfig
+from aerbm_jax.html import write_report_html
 from aerbm_jax.report import experiment_report
 from aerbm_jax.runs import Standardiser, load_config, load_run, load_split, new_run_dir
 
@@ -208,6 +209,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
   metrics_["timings"] = timings
   checkpoint.write_text(run_dir / "metrics.json", json.dumps(metrics_, indent=1))
   checkpoint.write_text(run_dir / "report.md", experiment_report(config, metrics_))
+  write_report_html(run_dir)
   print(f"done in {timings['total_s']:.0f}s: {run_dir}/report.md")
   return metrics_
 

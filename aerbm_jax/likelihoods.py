@@ -22,6 +22,7 @@ import jax
 from aerbm_jax import checkpoint, partition, rbm, train
 from aerbm_jax.configs import MNISTConfig
 from aerbm_jax.data import mnist
+from aerbm_jax.html import write_report_html
 from aerbm_jax.report import fmt, likelihood_cell, likelihood_warnings
 from aerbm_jax.runs import new_run_dir, read_config
 
@@ -128,6 +129,7 @@ def run_mnist(config: MNISTConfig, run_dir: str | Path, *, resume: bool = False
          "rows": results, "total_s": time.perf_counter() - t_start}
   checkpoint.write_text(run_dir / "mnist.json", json.dumps(out, indent=1))
   checkpoint.write_text(run_dir / "report.md", _report(out))
+  write_report_html(run_dir)
   print(f"done in {out['total_s']:.0f}s: {run_dir}/report.md")
   return out
 

@@ -18,6 +18,7 @@ gives the sentence that points the user to the last good checkpoint.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Generic, NamedTuple, TypeVar
 
 import jax
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 
 from aerbm_jax import checkpoint
 
-__all__ = ["Chunks", "run", "where_saved"]
+__all__ = ["Chunks", "run", "where_saved", "progress_bar"]
 
 S = TypeVar("S")
 
@@ -41,6 +42,15 @@ class Chunks(NamedTuple, Generic[S]):
   from_tree: Callable[[S, Any], S]  # a restored pytree back into a state; raises if foreign
   may_save: Callable[[int], bool] = lambda done: True  # boundaries where a save is allowed
   postfix: Callable[[S, int], dict | None] = lambda state, done: None  # progress-bar figures
+
+
+def progress_bar(total: int, desc: str, unit: str, show: bool = True) -> tqdm:
+  """A tqdm bar for host loops over compiled chunks: off when `show` is False, when the
+  `AERBM_QUIET` environment variable is set (`aerbm --quiet`), and when output is not a
+  terminal (logs)."""
+  quiet = bool(os.environ.get("AERBM_QUIET"))
+  return tqdm(total=total, desc=desc, unit=unit, leave=False,
+              disable=True if (quiet or not show) else None)
 
 
 def where_saved(progress: checkpoint.Progress | None, unit: str) -> str:
@@ -91,8 +101,8 @@ def run(
     if progress is not None:
       progress.save(done, chunks.to_tree(state), {**meta, "step": done}, force=force)
 
-  bar = tqdm(total=chunks.total, initial=done, desc=desc, unit=unit, disable=not show,
-             leave=False)
+  bar = progress_bar(chunks.total, desc, unit, show)
+  bar.update(done)
   pending = None
   try:
     while done < chunks.total:

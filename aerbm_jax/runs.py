@@ -23,7 +23,7 @@ from aerbm_jax.configs import CIStudyConfig, ExperimentConfig, from_dict
 
 __all__ = [
   "new_run_dir", "read_config", "load_config", "load_study_config", "load_split",
-  "Standardiser", "FinishedRun", "load_run",
+  "Standardiser", "FinishedRun", "load_run", "RunSummary", "list_runs",
 ]
 
 
@@ -129,3 +129,60 @@ def load_run(run_dir: str | Path) -> FinishedRun:
   lat = checkpoint.load_rbm(ckpt / "latent_rbm", like=lat_like)
   pix = checkpoint.load_rbm(ckpt / "pixel_rbm", like=pix_like)
   return FinishedRun(config, ae_params, lat, pix, Standardiser.load(ckpt / "latent_scaler.npz"))
+
+
+class RunSummary(NamedTuple):
+  """One line of `aerbm runs`."""
+
+  path: Path
+  name: str  # the experiment: mondrian, faces, digits, ci_study, mnist, ...
+  date: str  # when the run started (its config.json), local time
+  status: str  # "finished", "resumable" (checkpoints saved, not finished) or "started"
+  headline: str  # the run's main figures, when finished
+
+
+_RESULTS = {"ci_study": "ci_study.json", "mnist": "mnist.json"}  # else metrics.json
+
+
+def _headline(run_dir: Path, name: str) -> str:
+  """The run's main figures, from its results file."""
+  data = json.loads((run_dir / _RESULTS.get(name, "metrics.json")).read_text())
+  if name == "ci_study":
+    report = (run_dir / "report.md").read_text() if (run_dir / "report.md").is_file() else ""
+    claim = next((line.strip("*. ") for line in report.splitlines() if "The claim" in line), "")
+    return f"{len(data['rows'])} settings; {claim}"
+  if name == "mnist":
+    cells = [f"{r['name']} {r['test_log_likelihood']['log_likelihood']:.2f}" for r in data["rows"]]
+    return "test LL: " + ", ".join(cells)
+  figures = [f"AE held-out MSE {data['autoencoder']['held_out_mse']:.4f}"]
+  ll = data["latent_rbm"].get("held_out_log_likelihood")
+  if ll:
+    figures.append(f"latent LL {ll['log_likelihood']:.2f} ({ll['method']})")
+  return ", ".join(figures)
+
+
+def list_runs(folder: str | Path = "runs") -> list[RunSummary]:
+  """Every run directory directly in `folder` (those with a config.json), oldest first."""
+  import time
+
+  folder = Path(folder)
+  if not folder.is_dir():
+    raise FileNotFoundError(f"{folder} is not a folder of run directories")
+  out = []
+  for run_dir in sorted(p for p in folder.iterdir() if (p / "config.json").is_file()):
+    try:
+      name = json.loads((run_dir / "config.json").read_text()).get("name", "?")
+    except (OSError, ValueError):
+      name = "?"
+    finished = (run_dir / _RESULTS.get(name, "metrics.json")).is_file() and (
+      run_dir / "report.md").is_file()
+    ckpt = run_dir / "checkpoints"
+    saved = ckpt.is_dir() and any(ckpt.rglob("*"))
+    status = "finished" if finished else "resumable" if saved else "started"
+    try:
+      headline = _headline(run_dir, name) if finished else ""
+    except (OSError, ValueError, KeyError):
+      headline = "(results unreadable)"
+    date = time.strftime("%Y-%m-%d %H:%M", time.localtime((run_dir / "config.json").stat().st_mtime))
+    out.append(RunSummary(run_dir, name, date, status, headline))
+  return sorted(out, key=lambda r: r.date)

@@ -19,9 +19,7 @@ import numpy as np
 from jax import Array
 from jax.sharding import Mesh
 from jax.typing import ArrayLike
-from tqdm.auto import tqdm
-
-from aerbm_jax import parallel, rbm
+from aerbm_jax import loop, parallel, rbm
 from aerbm_jax.rng import DEFAULT_UNIFORM_BITS, bernoulli, uniforms
 from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 
@@ -275,7 +273,7 @@ def sample_chains(
   state, key_run = _start_chains(key, params, None, n_chains, sharding)
   keys = jax.random.split(key_run, n_steps)
   chunk = max(1, min(chunk, n_steps))
-  with tqdm(total=n_steps, desc=desc, leave=False, unit="sweep", disable=not progress) as bar:
+  with loop.progress_bar(n_steps, desc, "sweep", progress) as bar:
     for done in range(0, n_steps, chunk):
       part = keys[done:done + chunk]
       state, _ = _run_chunk(key_run, state, params, int(part.shape[0]), keys=part)

@@ -12,7 +12,7 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 # Lowest first: a module may import only modules before it.
 ORDER = ["rng", "parallel", "optim", "data", "rbm", "checkpoint", "loop", "sampling",
          "tempering", "ais", "partition", "gradients", "epochs", "train", "autoencoder",
-         "metrics", "plots", "estimators", "configs", "runs", "report", "experiment", "ci_study",
+         "metrics", "plots", "estimators", "configs", "runs", "report", "html", "experiment", "ci_study",
          "likelihoods", "evaluate", "cli"]
 MAX_LINES = 400
 
