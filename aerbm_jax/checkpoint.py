@@ -7,9 +7,12 @@ Run directories (configs, a finished run's models) are `runs`; this module only 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +22,52 @@ import orbax.checkpoint as ocp
 
 from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 
-__all__ = ["save", "restore", "load_rbm", "check_rbm", "write_text", "Progress"]
+__all__ = ["save", "restore", "load_rbm", "check_rbm", "write_text", "Progress",
+           "StorageError", "DamagedFileError"]
+
+_FULL = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
+class StorageError(OSError):
+  """A write failed for want of space or permission; the message names the place and need."""
+
+
+class DamagedFileError(ValueError):
+  """A file of a run directory is truncated, corrupt or foreign; the message names it."""
+
+
+def _tree_bytes(tree: Any) -> int:
+  return int(sum(np.asarray(x).nbytes for x in jax.tree.leaves(tree)))
+
+
+def _storage_error(err: BaseException, where: Path, need: int) -> StorageError | None:
+  """The one-line error for a failed write, or None if `err` is not about space or rights."""
+  code = getattr(err, "errno", None)
+  text = str(err)
+  if code not in _FULL and not any(s in text for s in ("No space left", "Read-only file",
+                                                       "Permission denied", "Disk quota")):
+    return None
+  probe = where
+  while not probe.exists() and probe != probe.parent:
+    probe = probe.parent
+  free = shutil.disk_usage(probe).free if probe.exists() else 0
+  reason = os.strerror(code) if code in _FULL else text.splitlines()[0][:120]
+  return StorageError(code or errno.EIO,
+                      f"cannot write to {where}: {reason}; it needs about {need / 1e6:.1f} MB "
+                      f"({free / 1e6:.0f} MB free there). Free space or choose another --out; "
+                      "the previous checkpoint is kept, and --resume continues from it")
 
 
 def write_text(path: str | Path, text: str) -> Path:
   """Write a file atomically: a reader sees the old content or the new, never half of it."""
   path = Path(path)
   tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-  tmp.write_text(text)
-  os.replace(tmp, path)
+  try:
+    tmp.write_text(text)
+    os.replace(tmp, path)
+  except OSError as err:
+    tmp.unlink(missing_ok=True)
+    raise (_storage_error(err, path.parent, len(text.encode())) or err) from None
   return path
 
 
@@ -37,23 +77,39 @@ def save(path: str | Path, tree: Any, *, overwrite: bool = False) -> Path:
   if path.exists() and not overwrite:
     raise FileExistsError(f"checkpoint {path} already exists; remove it or choose another path")
   checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(path, tree, force=overwrite)
-  checkpointer.wait_until_finished()
+  try:
+    checkpointer.save(path, tree, force=overwrite)
+    checkpointer.wait_until_finished()
+  except Exception as err:  # noqa: BLE001 (orbax wraps the OS's errors in its own)
+    raise (_storage_error(err, path.parent, _tree_bytes(tree)) or err) from None
   return path
 
 
-def restore(path: str | Path, target: Any | None = None) -> Any:
+def restore(path: str | Path, target: Any | None = None, what: str = "checkpoint") -> Any:
   """Restore a pytree; with `target` (arrays or shape structs) the structure is checked and
-  the arrays land on the target's devices."""
+  the arrays land on the target's devices.
+
+  A missing folder is a FileNotFoundError and a damaged one (truncated, overwritten, foreign)
+  a `DamagedFileError`, each naming `path` and `what` it holds.
+  """
   path = Path(path).absolute()
   if not path.is_dir():
-    raise FileNotFoundError(f"no checkpoint at {path}")
+    raise FileNotFoundError(f"{path} is missing: it holds the {what}; resume the run "
+                            "(--resume) to write it again")
   checkpointer = ocp.StandardCheckpointer()
-  if target is None:  # onto the default device, whatever devices wrote it
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    tree = checkpointer.metadata(path).item_metadata.tree
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
-  return checkpointer.restore(path, _abstract(target))
+  try:
+    if target is None:  # onto the default device, whatever devices wrote it
+      device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+      tree = checkpointer.metadata(path).item_metadata.tree
+      target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                            tree)
+    return checkpointer.restore(path, _abstract(target))
+  except Exception as err:  # noqa: BLE001 (orbax, tensorstore and asyncio raise many kinds)
+    detail = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}" if str(err) else \
+      type(err).__name__
+    raise DamagedFileError(f"{path} is damaged or incomplete: it holds the {what} ({detail}); "
+                           "restore it from a copy, or resume the run (--resume) to retrain "
+                           "that stage") from None
 
 
 def _abstract(target: Any) -> Any:
@@ -65,12 +121,12 @@ def _abstract(target: Any) -> Any:
   return jax.tree.map(leaf, target)
 
 
-def load_rbm(path: str | Path, like: RBM | None = None) -> RBM:
+def load_rbm(path: str | Path, like: RBM | None = None, what: str = "RBM") -> RBM:
   """An RBM checkpoint as a BernoulliRBM or GaussianRBM (the kind is read from its fields).
 
   With `like`, the checkpoint must hold the same kind and size, else a ValueError names both.
   """
-  tree = restore(path)
+  tree = restore(path, what=what)
   if not isinstance(tree, dict) or not {"W", "b", "c"} <= set(tree):
     fields = sorted(tree) if isinstance(tree, dict) else type(tree).__name__
     raise ValueError(f"{path} does not hold an RBM checkpoint (fields: {fields})")
@@ -118,28 +174,61 @@ class Progress:
     return self._manager.latest_step()
 
   def save(self, step: int, tree: Any, meta: dict[str, Any], *, force: bool = False) -> bool:
-    """Checkpoint `tree` as `step`; returns whether it was written."""
+    """Checkpoint `tree` as `step`; returns whether it was written.
+
+    A write that fails for want of space or permission is a `StorageError` naming the folder
+    and the space needed; the checkpoints before it stay as they were.
+    """
     due = time.monotonic() - self._last_save >= self.min_interval_s
     if not (force or due) or step in self._manager.all_steps():
       return False
-    self._manager.save(step, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)), force=True)
-    self._manager.wait_until_finished()
+    try:
+      self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)), force=True)
+      self._manager.wait_until_finished()
+    except Exception as err:  # noqa: BLE001 (orbax wraps the OS's errors in its own)
+      raise (_storage_error(err, self.directory, _tree_bytes(tree)) or err) from None
     self._last_save = time.monotonic()
     return True
 
-  def restore(self, target: Any, expected_meta: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The latest checkpoint as `(tree, meta)`; its meta must agree with `expected_meta`.
+  def _quarantine(self, step: int, err: BaseException) -> None:
+    """Move a damaged step aside (`damaged-STEP-TIME`), so that the one before is the latest."""
+    aside = self.directory / f"damaged-{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+    os.replace(self.directory / str(step), aside)
+    warnings.warn(f"checkpoint {self.directory} step {step} is damaged ({type(err).__name__}); "
+                  f"moved it to {aside.name} and resuming from the one before", stacklevel=3)
+
+  def restore(self, target: Any, expected_meta: dict[str, Any]
+              ) -> tuple[Any, dict[str, Any]] | None:
+    """The latest good checkpoint as `(tree, meta)`; its meta must agree with `expected_meta`.
 
     `target` gives the structure, shapes and dtypes (arrays or shape structs). A mismatch in
-    any `expected_meta` entry (model kind, sizes, config) is a ValueError naming the entry.
+    any `expected_meta` entry (model kind, sizes, config) is a ValueError naming the entry. A
+    damaged step (truncated, overwritten, half-written) is moved aside with a warning and the
+    step before it is used; None when no good step is left.
     """
-    step = self.latest_step()
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint in {self.directory}")
-    meta = self._manager.restore(step, args=ocp.args.Composite(
-      meta=ocp.args.JsonRestore())).meta
     expected_meta = json.loads(json.dumps(expected_meta))  # tuples -> lists, as stored
+    while (step := self.latest_step()) is not None:
+      try:
+        meta = self._manager.restore(step, args=ocp.args.Composite(
+          meta=ocp.args.JsonRestore())).meta
+        if not isinstance(meta, dict):
+          raise DamagedFileError(f"its meta is {type(meta).__name__}, not a dict")
+      except Exception as err:  # noqa: BLE001 (a damaged JSON file or step folder)
+        self._quarantine(step, err)
+        continue
+      self._check_meta(step, meta, expected_meta)
+      try:
+        tree = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(_abstract(target)))).state
+      except Exception as err:  # noqa: BLE001 (damaged or truncated array files)
+        self._quarantine(step, err)
+        continue
+      return tree, meta
+    return None
+
+  def _check_meta(self, step: int, meta: dict, expected_meta: dict) -> None:
+    """ValueError naming the first entry of `expected_meta` that the step's meta contradicts."""
     for name, value in expected_meta.items():
       found = meta.get(name)
       if isinstance(found, dict) and isinstance(value, dict):
@@ -151,9 +240,6 @@ class Progress:
           f"checkpoint {self.directory} (step {step}) was written with {name}={found!r}, "
           f"but this run has {name}={value!r}; resume with the original settings or start a "
           "new run directory")
-    tree = self._manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(_abstract(target)))).state
-    return tree, meta
 
   def close(self) -> None:
     self._manager.close()

@@ -27,7 +27,7 @@ from aerbm_jax import checkpoint, data, loop, metrics, parallel, partition, rbm,
 from aerbm_jax.configs import CIStudyConfig
 from aerbm_jax.html import write_report_html
 from aerbm_jax.report import likelihood_cell, likelihood_warnings
-from aerbm_jax.runs import load_study_config, new_run_dir
+from aerbm_jax.runs import claim, load_study_config, new_run_dir, read_done
 
 __all__ = ["run_study"]
 
@@ -110,7 +110,7 @@ def run_study(config: CIStudyConfig, run_dir: str | Path, *, resume: bool = Fals
   if resume:
     if load_study_config(run_dir) != config:
       raise ValueError(f"--resume {run_dir}: its config differs; resume without options")
-    run_dir = Path(run_dir)
+    run_dir = claim(run_dir)
   else:
     run_dir = new_run_dir(run_dir, config)
   done_dir = run_dir / "checkpoints" / "settings"
@@ -127,8 +127,9 @@ def run_study(config: CIStudyConfig, run_dir: str | Path, *, resume: bool = Fals
   for index, (n, d) in enumerate(settings):
     bar.update(1)
     saved = done_dir / f"{index:03d}.json"
-    if saved.is_file():
-      rows.append(json.loads(saved.read_text()))
+    row = read_done(saved, "a finished setting")
+    if row is not None:
+      rows.append(row)
       continue
     rng = np.random.default_rng([config.seed, index])
     key_fit, key_samples, key_ae, key_ll, key_ae_init = jax.random.split(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import signal
 import sys
@@ -328,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser(_named_experiment(argv) if wants_help else None).parse_args(argv)
   if args.quiet:
     os.environ["AERBM_QUIET"] = "1"
+  # orbax logs what it could not read through absl; the error line says it once, for the user
+  logging.getLogger("absl").setLevel(logging.WARNING if args.debug else logging.CRITICAL)
   warnings.filterwarnings("ignore", category=DeprecationWarning)
   signal.signal(signal.SIGTERM, _terminate)
   from aerbm_jax import parallel  # imports JAX: after parsing, so --help stays fast
@@ -359,6 +362,13 @@ def main(argv: Sequence[str] | None = None) -> int:
       raise
     print(f"aerbm: error: {err}", file=sys.stderr)
     return 3
+  except Exception as err:  # noqa: BLE001 (a bug: one line, and the traceback with --debug)
+    if args.debug:
+      raise
+    first = str(err).splitlines()[0][:300] if str(err) else ""
+    print(f"aerbm: internal error: {type(err).__name__}: {first} (rerun with --debug for the "
+          "traceback, and please report it)", file=sys.stderr)
+    return 1
 
 
 def run() -> None:

@@ -19,7 +19,7 @@ from aerbm_jax import autoencoder as ae
 from aerbm_jax import checkpoint, metrics, partition, sampling
 from aerbm_jax.html import write_report_html
 from aerbm_jax.report import likelihood_cell, likelihood_warnings
-from aerbm_jax.runs import load_run, load_split
+from aerbm_jax.runs import claim, load_run, load_split, read_json
 
 __all__ = ["evaluate_run"]
 
@@ -45,7 +45,7 @@ def evaluate_run(run_dir: str | Path, *, n_samples: int = 256, steps: int = 1000
   Returns:
     The evaluation's results (also under "evaluation" in `metrics.json`).
   """
-  run_dir = Path(run_dir)
+  run_dir = claim(run_dir)
   config, ae_params, lat, pix, scaler = load_run(run_dir)
   ae_cfg = config.ae_config()
   x_train, x_held, _ = load_split(config)
@@ -84,7 +84,7 @@ def evaluate_run(run_dir: str | Path, *, n_samples: int = 256, steps: int = 1000
       **ll_kw)._asdict(),
   }
   path = run_dir / "metrics.json"
-  merged = json.loads(path.read_text()) if path.exists() else {}
+  merged = read_json(path, "the run's metrics") if path.exists() else {}
   merged["evaluation"] = results
   checkpoint.write_text(path, json.dumps(merged, indent=1))
   checkpoint.write_text(run_dir / "evaluation.md", _table(results))

@@ -23,7 +23,7 @@ from aerbm_jax import checkpoint, metrics, parallel, partition, plots, rbm, samp
 from aerbm_jax.configs import ExperimentConfig
 from aerbm_jax.html import write_report_html
 from aerbm_jax.report import experiment_report
-from aerbm_jax.runs import Standardiser, load_config, load_run, load_split, new_run_dir
+from aerbm_jax.runs import Standardiser, claim, load_config, load_run, load_split, new_run_dir
 
 __all__ = ["run_experiment", "sample_run"]
 
@@ -111,7 +111,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
               if getattr(stored, f.name) != getattr(config, f.name)]
       raise ValueError(f"--resume {run_dir}: its config differs in {', '.join(diff)}; resume "
                        "without changing options")
-    run_dir = Path(run_dir)
+    run_dir = claim(run_dir)
     print(f"resuming {run_dir}")
   else:
     run_dir = new_run_dir(run_dir, config)

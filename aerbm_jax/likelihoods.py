@@ -24,7 +24,7 @@ from aerbm_jax.configs import MNISTConfig
 from aerbm_jax.data import mnist
 from aerbm_jax.html import write_report_html
 from aerbm_jax.report import fmt, likelihood_cell, likelihood_warnings
-from aerbm_jax.runs import new_run_dir, read_config
+from aerbm_jax.runs import claim, new_run_dir, read_config, read_done
 
 __all__ = ["PUBLISHED", "rows_of", "run_mnist"]
 
@@ -100,7 +100,7 @@ def run_mnist(config: MNISTConfig, run_dir: str | Path, *, resume: bool = False
   if resume:
     if read_config(run_dir, MNISTConfig) != config:
       raise ValueError(f"--resume {run_dir}: its config differs; resume without options")
-    run_dir = Path(run_dir)
+    run_dir = claim(run_dir)
   else:
     run_dir = new_run_dir(run_dir, config)
   done_dir = run_dir / "checkpoints" / "rows"
@@ -116,8 +116,9 @@ def run_mnist(config: MNISTConfig, run_dir: str | Path, *, resume: bool = False
   results = []
   for index, row in enumerate(rows_of(config)):
     saved = done_dir / f"{index:03d}.json"
-    if saved.is_file():
-      results.append(json.loads(saved.read_text()))
+    row_done = read_done(saved, "a finished row")
+    if row_done is not None:
+      results.append(row_done)
       continue
     print(f"row {row['name']}: {row['hidden']} hidden, {row['epochs']} epochs, "
           f"{'centred' if row['centered'] else 'normal'}, k={row['k']}")

@@ -93,8 +93,11 @@ def run(
     The final state.
   """
   done = 0
+  restored = None
   if progress is not None and progress.latest_step() is not None:
-    tree, saved = progress.restore(chunks.to_tree(state), meta)
+    restored = progress.restore(chunks.to_tree(state), meta)  # None: every step was damaged
+  if restored is not None:
+    tree, saved = restored
     state, done = chunks.from_tree(state, tree), saved["step"]
 
   def save(force: bool) -> None:

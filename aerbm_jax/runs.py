@@ -9,8 +9,10 @@ for the training stages' periodic checkpoints). A study's holds `config.json`, `
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,29 +25,97 @@ from aerbm_jax.configs import CIStudyConfig, ExperimentConfig, from_dict
 
 __all__ = [
   "new_run_dir", "read_config", "load_config", "load_study_config", "load_split",
-  "Standardiser", "FinishedRun", "load_run", "RunSummary", "list_runs",
+  "Standardiser", "FinishedRun", "load_run", "RunSummary", "list_runs", "claim", "RunDirBusy",
+  "read_json", "read_done", "LOCK",
 ]
 
 
-def new_run_dir(run_dir: str | Path, config: Any) -> Path:
-  """Create a run directory holding `config.json`; an existing, non-empty one is an error."""
-  run_dir = Path(run_dir)
-  if run_dir.exists() and any(run_dir.iterdir()):
-    raise FileExistsError(f"run directory {run_dir} exists and is not empty; choose another --out")
+LOCK = ".lock"  # held (flock) by the process working in a run directory
+_HELD: dict[Path, Any] = {}  # this process's locks, kept open until it exits
+
+
+def claim(run_dir: str | Path) -> Path:
+  """Take `run_dir`'s lock for this process (until it exits); another process holding it is a
+  `RunDirBusy` naming its pid. The directory is created if need be."""
+  run_dir = Path(run_dir).absolute()
+  if run_dir in _HELD:
+    return run_dir
   run_dir.mkdir(parents=True, exist_ok=True)
+  handle = open(run_dir / LOCK, "a+")
+  try:
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    handle.seek(0)
+    pid = handle.read().strip() or "?"
+    handle.close()
+    raise RunDirBusy(f"run directory {run_dir} is in use by another aerbm process (pid {pid}); "
+                     "wait for it to finish, or choose another --out") from None
+  handle.seek(0)
+  handle.truncate()
+  handle.write(str(os.getpid()))
+  handle.flush()
+  _HELD[run_dir] = handle
+  return run_dir
+
+
+class RunDirBusy(OSError):
+  """Another process is working in the run directory."""
+
+
+def new_run_dir(run_dir: str | Path, config: Any) -> Path:
+  """Create a run directory holding `config.json` and claim it; an existing, non-empty one
+  (its lock file aside) is an error, and so is one another process has claimed."""
+  run_dir = Path(run_dir)
+  if run_dir.exists() and not run_dir.is_dir():
+    raise NotADirectoryError(f"--out {run_dir} is a file; choose a folder")
+  claim(run_dir)
+  if any(p.name != LOCK for p in run_dir.iterdir()):
+    raise FileExistsError(f"run directory {run_dir} exists and is not empty; choose another --out")
   checkpoint.write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(config), indent=1))
   return run_dir
+
+
+def read_json(path: Path, what: str) -> Any:
+  """A JSON file of a run directory; a damaged one is a `DamagedFileError` naming it."""
+  try:
+    return json.loads(path.read_text())
+  except (ValueError, UnicodeDecodeError) as err:
+    raise checkpoint.DamagedFileError(
+      f"{path} is not valid JSON ({err}): it holds {what}; restore it from a copy, or start a "
+      "new run") from None
+
+
+def read_done(path: Path, what: str) -> Any | None:
+  """A finished part of a resumable run (a study's setting, a table's row) saved as JSON, or
+  None if it is not there. A damaged one is moved aside (`NAME.damaged`) with a warning, so
+  that the run computes it again."""
+  if not path.is_file():
+    return None
+  try:
+    return read_json(path, what)
+  except checkpoint.DamagedFileError as err:
+    os.replace(path, path.with_name(path.name + ".damaged"))
+    warnings.warn(f"{err}; computing it again", stacklevel=2)
+    return None
 
 
 def read_config(run_dir: str | Path, cls: type) -> Any:
   """The frozen config dataclass `cls` stored in `run_dir/config.json`, validated.
 
-  A missing file is a FileNotFoundError; a field `cls` lacks and a bad value are ValueErrors.
+  A missing file is a FileNotFoundError; a damaged one, a field `cls` lacks and a bad value
+  are ValueErrors naming the file.
   """
   path = Path(run_dir) / "config.json"
   if not path.is_file():
     raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.json")
-  return from_dict(cls, json.loads(path.read_text()), str(path))
+  raw = read_json(path, "the run's settings")
+  if not isinstance(raw, dict):
+    raise checkpoint.DamagedFileError(f"{path} holds a JSON {type(raw).__name__}, not the "
+                                      "run's settings; restore it from a copy")
+  try:
+    return from_dict(cls, raw, str(path))
+  except TypeError as err:
+    raise checkpoint.DamagedFileError(f"{path}: {err}") from None
 
 
 def load_config(run_dir: str | Path) -> ExperimentConfig:
@@ -95,10 +165,24 @@ class Standardiser:
     os.replace(tmp, path)
 
   @classmethod
-  def load(cls, path: Path) -> "Standardiser":
-    """The scaler `save` wrote to `path`."""
-    with np.load(path) as f:
-      return cls(f["mean"], f["std"])
+  def load(cls, path: Path, dim: int | None = None) -> "Standardiser":
+    """The scaler `save` wrote to `path` (for `dim` latents, when given); a missing or damaged
+    file is an error naming it."""
+    what = "the latent codes' standardisation (mean and std per latent)"
+    if not path.is_file():
+      raise FileNotFoundError(f"{path} is missing: it holds {what}; resume the run (--resume) "
+                              "to write it again")
+    try:
+      with np.load(path) as f:
+        scaler = cls(f["mean"], f["std"])
+    except (OSError, ValueError, KeyError, EOFError) as err:
+      raise checkpoint.DamagedFileError(f"{path} is damaged: it should hold {what} ({err}); "
+                                        "resume the run (--resume) to write it again") from None
+    if dim is not None and scaler.mean.shape != (dim,) or scaler.std.shape != scaler.mean.shape \
+        or not np.all(np.isfinite(scaler.std)) or not np.all(scaler.std > 0):
+      raise checkpoint.DamagedFileError(f"{path} does not hold {what} for {dim} latents; "
+                                        "resume the run (--resume) to write it again")
+    return scaler
 
 
 class FinishedRun(NamedTuple):
@@ -120,15 +204,17 @@ def load_run(run_dir: str | Path) -> FinishedRun:
   if not (ckpt / "pixel_rbm").is_dir():
     raise FileNotFoundError(f"{run_dir} has not finished training; finish it with "
                             f"`aerbm experiment {config.name} --resume {run_dir}`")
-  ae_params = checkpoint.restore(ckpt / "autoencoder", ae.init(jax.random.key(0), ae_cfg))
+  ae_params = checkpoint.restore(ckpt / "autoencoder", ae.init(jax.random.key(0), ae_cfg),
+                                 what="trained autoencoder")
   key = jax.random.key(0)
   lat_like = jax.eval_shape(lambda: rbm.init(key, config.ae_latent_dim, config.rbm_hidden,
                                              visible=config.rbm_visible))
   n_pixels = config.image_size ** 2 * config.channels
   pix_like = jax.eval_shape(lambda: rbm.init(key, n_pixels, config.pixel_hidden))
-  lat = checkpoint.load_rbm(ckpt / "latent_rbm", like=lat_like)
-  pix = checkpoint.load_rbm(ckpt / "pixel_rbm", like=pix_like)
-  return FinishedRun(config, ae_params, lat, pix, Standardiser.load(ckpt / "latent_scaler.npz"))
+  lat = checkpoint.load_rbm(ckpt / "latent_rbm", like=lat_like, what="trained latent RBM")
+  pix = checkpoint.load_rbm(ckpt / "pixel_rbm", like=pix_like, what="trained pixel RBM")
+  scaler = Standardiser.load(ckpt / "latent_scaler.npz", config.ae_latent_dim)
+  return FinishedRun(config, ae_params, lat, pix, scaler)
 
 
 class RunSummary(NamedTuple):
