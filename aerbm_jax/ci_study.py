@@ -27,7 +27,7 @@ from aerbm_jax import checkpoint, data, loop, metrics, parallel, partition, rbm,
 from aerbm_jax.configs import CIStudyConfig
 from aerbm_jax.html import write_report_html
 from aerbm_jax.report import likelihood_cell, likelihood_warnings
-from aerbm_jax.runs import claim, load_study_config, new_run_dir, read_done
+from aerbm_jax.runs import open_run, read_done
 
 __all__ = ["run_study"]
 
@@ -107,12 +107,7 @@ def run_study(config: CIStudyConfig, run_dir: str | Path, *, resume: bool = Fals
   one's (timings aside).
   """
   config.validate()
-  if resume:
-    if load_study_config(run_dir) != config:
-      raise ValueError(f"--resume {run_dir}: its config differs; resume without options")
-    run_dir = claim(run_dir)
-  else:
-    run_dir = new_run_dir(run_dir, config)
+  run_dir = open_run(run_dir, config, resume)
   done_dir = run_dir / "checkpoints" / "settings"
   done_dir.mkdir(parents=True, exist_ok=True)
   t_start = time.perf_counter()

@@ -23,7 +23,7 @@ from aerbm_jax import checkpoint, metrics, parallel, partition, plots, rbm, samp
 from aerbm_jax.configs import ExperimentConfig
 from aerbm_jax.html import write_report_html
 from aerbm_jax.report import experiment_report
-from aerbm_jax.runs import Standardiser, claim, load_config, load_run, load_split, new_run_dir
+from aerbm_jax.runs import Standardiser, load_run, load_split, open_run
 
 __all__ = ["run_experiment", "sample_run"]
 
@@ -104,17 +104,9 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
     The metrics dictionary.
   """
   config.validate()
+  run_dir = open_run(run_dir, config, resume)
   if resume:
-    stored = load_config(run_dir)
-    if stored != config:
-      diff = [f.name for f in dataclasses.fields(config)
-              if getattr(stored, f.name) != getattr(config, f.name)]
-      raise ValueError(f"--resume {run_dir}: its config differs in {', '.join(diff)}; resume "
-                       "without changing options")
-    run_dir = claim(run_dir)
     print(f"resuming {run_dir}")
-  else:
-    run_dir = new_run_dir(run_dir, config)
   mesh = parallel.make_mesh() if config.shard else None
   timings: dict[str, float] = {}
   t_start = time.perf_counter()

@@ -24,7 +24,7 @@ from aerbm_jax.configs import MNISTConfig
 from aerbm_jax.data import mnist
 from aerbm_jax.html import write_report_html
 from aerbm_jax.report import fmt, likelihood_cell, likelihood_warnings
-from aerbm_jax.runs import claim, new_run_dir, read_config, read_done
+from aerbm_jax.runs import open_run, read_done
 
 __all__ = ["PUBLISHED", "rows_of", "run_mnist"]
 
@@ -97,12 +97,7 @@ def run_mnist(config: MNISTConfig, run_dir: str | Path, *, resume: bool = False
     The results, also in `run_dir/mnist.json`.
   """
   config.validate()
-  if resume:
-    if read_config(run_dir, MNISTConfig) != config:
-      raise ValueError(f"--resume {run_dir}: its config differs; resume without options")
-    run_dir = claim(run_dir)
-  else:
-    run_dir = new_run_dir(run_dir, config)
+  run_dir = open_run(run_dir, config, resume)
   done_dir = run_dir / "checkpoints" / "rows"
   done_dir.mkdir(parents=True, exist_ok=True)
   t_start = time.perf_counter()

@@ -26,7 +26,7 @@ from aerbm_jax.configs import CIStudyConfig, ExperimentConfig, from_dict
 __all__ = [
   "new_run_dir", "read_config", "load_config", "load_study_config", "load_split",
   "Standardiser", "FinishedRun", "load_run", "RunSummary", "list_runs", "claim", "RunDirBusy",
-  "read_json", "read_done", "LOCK",
+  "read_json", "read_done", "open_run", "LOCK",
 ]
 
 
@@ -73,6 +73,20 @@ def new_run_dir(run_dir: str | Path, config: Any) -> Path:
     raise FileExistsError(f"run directory {run_dir} exists and is not empty; choose another --out")
   checkpoint.write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(config), indent=1))
   return run_dir
+
+
+def open_run(run_dir: str | Path, config: Any, resume: bool) -> Path:
+  """The run directory to work in: a new one for `config`, or (`resume`) the existing one,
+  whose stored config must equal `config` (a ValueError lists the fields that differ)."""
+  if not resume:
+    return new_run_dir(run_dir, config)
+  stored = read_config(run_dir, type(config))
+  if stored != config:
+    diff = [f.name for f in dataclasses.fields(config)
+            if getattr(stored, f.name) != getattr(config, f.name)]
+    raise ValueError(f"--resume {run_dir}: its config differs in {', '.join(diff)}; resume "
+                     "without changing options")
+  return claim(run_dir)
 
 
 def read_json(path: Path, what: str) -> Any:

@@ -32,7 +32,7 @@ def test_round_trip_keeps_values_dtypes_and_kind(tmp_path):
   assert isinstance(loaded, rbm.GaussianRBM)
   for x, y in zip(loaded, g):
     np.testing.assert_array_equal(x, y)
-  with pytest.raises(FileNotFoundError, match="no checkpoint"):
+  with pytest.raises(FileNotFoundError, match="missing is missing: it holds the checkpoint"):
     checkpoint.restore(tmp_path / "missing")
 
 
