@@ -118,8 +118,10 @@ def _table(r: dict[str, Any]) -> str:
             "", "| model | mean log p (nats) | log Z | method |", "|---|---|---|---|"]
   for name, v in ll.items():
     lines.append(f"| {name} | {likelihood_cell(v)} | {v['log_z']:.2f} | {v['method']} |")
-  lines.append(likelihood_warnings(ll).strip())
   lines.append("")
+  warned = likelihood_warnings(ll).strip()
+  if warned:
+    lines += [warned, ""]
   lines.append("Inputs in (0, 1) are treated as Bernoulli means, so these are proper "
                "log-probabilities only for binary inputs.")
   return "\n".join(lines) + "\n"
