@@ -25,7 +25,7 @@ from aerbm_jax.html import write_report_html
 from aerbm_jax.report import experiment_report
 from aerbm_jax.runs import Standardiser, load_run, load_split, open_run
 
-__all__ = ["run_experiment", "sample_run"]
+__all__ = ["run_experiment", "sample_run", "paint_hidden_units"]
 
 
 class _Keys:
@@ -166,6 +166,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
   plots.save_grid(run_dir / "pixel_rbm_samples.png", pixel_images)
   plots.save_grid(run_dir / "interpolations.png", _interpolations(ae_params, ae_cfg, x_train),
                   cols=8)
+  paint_hidden_units(run_dir, ae_params, ae_cfg, lat, pix, scaler, x_train.shape[1:])
   plots.save_curves(run_dir / "training_curves.png", {
     "autoencoder MSE": {"train": ae_hist.train_mse, "held-out": ae_hist.held_out_mse},
     "latent RBM reconstruction": {"train": lat_hist.recon_error},
@@ -204,6 +205,25 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
   write_report_html(run_dir)
   print(f"done in {timings['total_s']:.0f}s: {run_dir}/report.md")
   return metrics_
+
+
+def paint_hidden_units(run_dir: Path, ae_params, ae_cfg: ae.AEConfig, lat: rbm.RBM,
+                       pix: rbm.RBM, scaler: Standardiser, shape: tuple[int, ...]) -> None:
+  """What each hidden unit draws: `hidden_units.png` and `pixel_rbm_weights.png`.
+
+  Latent RBM: the decoded `E[z | h]` with every hidden unit off (the first tile), then with
+  unit j alone on, for each j. Pixel RBM: each unit's weights as an image, mid-grey at 0 and
+  scaled by the unit's largest |weight| (weights are not pixel values, so this is a view).
+  """
+  m = rbm.n_hidden(lat)
+  h = np.concatenate([np.zeros((1, m)), np.eye(m)]).astype(np.float32)
+  z = np.asarray(rbm.visible_mean(lat, h))
+  plots.save_grid(run_dir / "hidden_units.png",
+                  ae.decode_batched(ae_params, ae_cfg, scaler.inverse(z)))
+  w = np.asarray(pix.W).T  # (n_hidden, n_pixels)
+  scale = np.maximum(np.abs(w).max(axis=1, keepdims=True), 1e-12)
+  plots.save_grid(run_dir / "pixel_rbm_weights.png", (0.5 + 0.5 * w / scale).reshape(
+    (-1,) + tuple(shape)))
 
 
 def _nearest_mse(samples: np.ndarray, train_images: np.ndarray) -> float:

@@ -88,6 +88,14 @@ optimistic) and the effective sample size of the weights. Log-likelihoods of the
 pixels) and are not comparable with each other. Inputs in (0, 1) are treated as Bernoulli
 means, so `-F(v) - log Z` is a proper log-probability only for binary inputs.
 
+## What the hidden units paint
+Latent RBM: the decoded mean code with every hidden unit off (first tile), then with one unit
+on at a time. Pixel RBM: each hidden unit's weights as an image (grey is 0, lighter positive).
+
+| latent RBM, one hidden unit on | pixel RBM weights |
+|---|---|
+| ![hidden units](hidden_units.png) | ![pixel RBM weights](pixel_rbm_weights.png) |
+
 ## Interpolations between the latents of two training images
 ![interpolations](interpolations.png)
 

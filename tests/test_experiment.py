@@ -14,6 +14,7 @@ from aerbm_jax import cli
 RUN_FILES = [
   "config.json", "metrics.json", "report.md", "train_images.png", "ae_reconstructions.png",
   "pixel_rbm_samples.png", "ae_rbm_samples.png", "interpolations.png", "training_curves.png",
+  "hidden_units.png", "pixel_rbm_weights.png",
   "checkpoints/autoencoder", "checkpoints/latent_rbm", "checkpoints/pixel_rbm",
 ]
 
@@ -89,3 +90,15 @@ def test_compile_cache_is_filled_and_reused_with_the_same_results(mondrian_run, 
   assert all(a.read_bytes() == b.read_bytes() for a, b in zip(cold, warm))
 
 
+
+
+def test_hidden_unit_pictures_show_each_unit(mondrian_run):
+  """One tile per hidden unit plus the all-off code (latent RBM, 8 hidden); one weight image
+  per unit (pixel RBM, 8 hidden), each with its own grey scale."""
+  tiles = Image.open(mondrian_run / "hidden_units.png").size
+  weights = np.asarray(Image.open(mondrian_run / "pixel_rbm_weights.png").convert("L"))
+  assert tiles[0] > 64 and weights.shape[0] > 64
+  m = json.loads((mondrian_run / "metrics.json").read_text())["latent_rbm"]["n_hidden"]
+  cols = int(np.ceil(np.sqrt(m + 1)))
+  assert tiles[0] == cols * (64 + 2 * 2) + 2 * 2  # 32-pixel tiles shown at 64, 2-pixel pads
+  assert weights.min() < 60 and weights.max() > 195  # each unit spans its own range

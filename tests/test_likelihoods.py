@@ -91,3 +91,11 @@ def test_quick_table_writes_the_report_and_resumes_row_by_row(tmp_path):
   again = json.loads((out / "mnist.json").read_text())
   strip = lambda rows: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in rows]
   assert strip(again["rows"]) == strip(res["rows"])
+
+
+def test_tfds_mnist_on_mock_data():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=6):
+    train, test, description = mnist.load_mnist("tfds", "threshold")
+  assert train.shape == (6, 784) and test.shape == (6, 784) and description.startswith("tfds")
+  assert set(np.unique(train)) <= {0.0, 1.0}

@@ -19,7 +19,8 @@ ARGS = ["experiment", "digits", "--quick", "--ae-epochs", "3", "--rbm-epochs", "
 
 
 PICTURES = ["train_images.png", "ae_reconstructions.png", "ae_rbm_samples.png",
-            "pixel_rbm_samples.png", "interpolations.png", "training_curves.png"]
+            "pixel_rbm_samples.png", "interpolations.png", "training_curves.png",
+            "hidden_units.png", "pixel_rbm_weights.png"]
 
 
 def _final(run_dir):
