@@ -335,7 +335,7 @@ def fit(
   progress = None
   if checkpoint_dir is not None:
     progress = checkpoint.Progress(checkpoint_dir, checkpoint_every_s)
-  meta = {"model": "autoencoder", "config": dataclasses.asdict(config),
+  meta = {"model": "autoencoder", "config": checkpoint.config_meta(config),
           "n_images": int(x.shape[0]), "key": np.asarray(jax.random.key_data(key)).tolist()}
   orders: dict[int, tuple[np.ndarray, Array]] = {}  # epoch -> (minibatch order, step keys)
 

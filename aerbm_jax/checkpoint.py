@@ -7,6 +7,7 @@ Run directories (configs, a finished run's models) are `runs`; this module only 
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -22,7 +23,7 @@ import orbax.checkpoint as ocp
 
 from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 
-__all__ = ["save", "restore", "load_rbm", "check_rbm", "write_text", "Progress",
+__all__ = ["save", "restore", "load_rbm", "check_rbm", "write_text", "config_meta", "Progress",
            "StorageError", "DamagedFileError"]
 
 _FULL = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
@@ -56,6 +57,12 @@ def _storage_error(err: BaseException, where: Path, need: int) -> StorageError |
                       f"cannot write to {where}: {reason}; it needs about {need / 1e6:.1f} MB "
                       f"({free / 1e6:.0f} MB free there). Free space or choose another --out; "
                       "the previous checkpoint is kept, and --resume continues from it")
+
+
+def config_meta(config: Any) -> dict[str, Any]:
+  """A training config as a checkpoint records it: every field but `progress`, which only
+  decides whether a bar is shown, so a run may resume with it changed."""
+  return {k: v for k, v in dataclasses.asdict(config).items() if k != "progress"}
 
 
 def write_text(path: str | Path, text: str) -> Path:

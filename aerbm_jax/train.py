@@ -7,7 +7,6 @@ bars, periodic checkpoints, resuming and Ctrl-C are `loop.run`'s.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -93,7 +92,7 @@ def _train(state: TrainState, train_data: Array, ll_data: Array, key_loop: Array
   curves = np.full(shape + (config.epochs,), np.nan, np.float32)
   progress = None if checkpoint_dir is None else checkpoint.Progress(checkpoint_dir, every_s)
   meta = {"model": type(state.params).__name__, "W_shape": list(np.shape(state.params.W)),
-          "config": dataclasses.asdict(config), **meta}
+          "config": checkpoint.config_meta(config), **meta}
   key_data = np.asarray(jax.random.key_data(key_loop))
 
   def to_tree(run: _Run) -> dict:

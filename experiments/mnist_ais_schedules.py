@@ -43,7 +43,7 @@ def main() -> None:
   key_init, key_fit, _ = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), index),
                                           3)
   cfg = dataclasses.replace(config.train_config(row["epochs"], row["centered"], row["k"]),
-                            method=row["method"], progress=False)
+                            method=row["method"])
   params, _ = train.fit(key_fit, rbm.init(key_init, 784, row["hidden"], data=x_train), x_train,
                         cfg, checkpoint_dir=run_dir / "checkpoints" / "train" / row["name"])
   mean_neg_f = float(np.mean(-rbm.free_energy(params, x_test)))

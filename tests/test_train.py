@@ -239,3 +239,15 @@ def test_centred_gaussian_and_a_bad_offset_rate_are_refused():
     train.fit(jax.random.key(0), p, data, TrainConfig(centered=True, batch_size=8))
   with pytest.raises(ValueError, match="offset_rate"):
     TrainConfig(offset_rate=1.5).validate()
+
+
+def test_resume_with_the_progress_bar_switched_is_allowed(tmp_path):
+  p, data = tiny_problem()
+  cfg = TrainConfig(method="pcd", epochs=4, batch_size=8, epochs_per_call=2, progress=False)
+  ref, _ = train.fit(jax.random.key(7), p, data, cfg)
+  train.fit(jax.random.key(7), p, data, cfg, checkpoint_dir=tmp_path, checkpoint_every_s=0)
+  import shutil
+  shutil.rmtree(tmp_path / "4")
+  shown = TrainConfig(**{**cfg.__dict__, "progress": True})
+  out, _ = train.fit(jax.random.key(7), p, data, shown, checkpoint_dir=tmp_path)
+  assert all(np.array_equal(a, b) for a, b in zip(out, ref))
