@@ -192,8 +192,9 @@ class Standardiser:
     except (OSError, ValueError, KeyError, EOFError) as err:
       raise checkpoint.DamagedFileError(f"{path} is damaged: it should hold {what} ({err}); "
                                         "resume the run (--resume) to write it again") from None
-    if dim is not None and scaler.mean.shape != (dim,) or scaler.std.shape != scaler.mean.shape \
-        or not np.all(np.isfinite(scaler.std)) or not np.all(scaler.std > 0):
+    wrong_size = dim is not None and scaler.mean.shape != (dim,)
+    if (wrong_size or scaler.std.shape != scaler.mean.shape
+        or not np.all(np.isfinite(scaler.std)) or not np.all(scaler.std > 0)):
       raise checkpoint.DamagedFileError(f"{path} does not hold {what} for {dim} latents; "
                                         "resume the run (--resume) to write it again")
     return scaler
