@@ -119,6 +119,13 @@ class _Parser(argparse.ArgumentParser):
     sys.exit(2)
 
 
+def _global_flags(parser: argparse.ArgumentParser) -> None:
+  """--debug and --quiet also after a subcommand (hidden there; documented at the top)."""
+  for flag in ("--debug", "--quiet"):
+    parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
+
+
 def build_parser(experiment: str | None = None) -> argparse.ArgumentParser:
   """The `aerbm` parser; with `experiment`, `aerbm experiment` offers only that one's options."""
   parser = _Parser(prog="aerbm", description=__doc__.splitlines()[0])
@@ -151,8 +158,7 @@ def build_parser(experiment: str | None = None) -> argparse.ArgumentParser:
   exp.add_argument("--quick", action="store_true", help="a seconds-long version of the pipeline")
   exp.add_argument("--resume", metavar="RUN_DIR",
                    help="continue an interrupted run from its checkpoints (no other options)")
-  exp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help=argparse.SUPPRESS)
+  _global_flags(exp)
   _add_config_options(exp, experiment and _kind(experiment), experiment)
 
   smp = sub.add_parser("sample", help="draw new images from a finished run")
@@ -161,28 +167,24 @@ def build_parser(experiment: str | None = None) -> argparse.ArgumentParser:
   smp.add_argument("--steps", type=int, default=1000, help="Gibbs sweeps per chain")
   smp.add_argument("--seed", type=int, default=0)
   smp.add_argument("--out", help="folder for the PNGs (default RUN_DIR/samples)")
-  smp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help=argparse.SUPPRESS)
+  _global_flags(smp)
 
   ev = sub.add_parser("evaluate", help="sample-quality metrics and likelihoods of a finished run")
   ev.add_argument("run_dir")
   ev.add_argument("--n", type=int, default=256, help="samples per model")
   ev.add_argument("--steps", type=int, default=1000, help="Gibbs sweeps per chain")
   ev.add_argument("--seed", type=int, default=0)
-  ev.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help=argparse.SUPPRESS)
+  _global_flags(ev)
 
   rep = sub.add_parser("report", help="write RUN_DIR/report.html: the run's reports as one "
                        "self-contained page")
   rep.add_argument("run_dir")
   rep.add_argument("--open", action="store_true", help="open it in the web browser")
-  rep.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help=argparse.SUPPRESS)
+  _global_flags(rep)
 
   lst = sub.add_parser("runs", help="list run directories: name, date, status, main figures")
   lst.add_argument("folder", nargs="?", default="runs", help="where the runs are (default runs)")
-  lst.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help=argparse.SUPPRESS)
+  _global_flags(lst)
   return parser
 
 

@@ -108,3 +108,10 @@ def test_quiet_shows_no_progress_bars(mondrian_run, tmp_path):
      "--steps", "3", "--out", str(tmp_path)], capture_output=True, text=True)
   quiet = run("--quiet")
   assert quiet.returncode == 0 and "sweep" not in quiet.stderr, quiet.stderr[-500:]
+
+
+def test_global_flags_work_after_the_subcommand_too(mondrian_run, tmp_path):
+  proc = subprocess.run([sys.executable, "-m", "aerbm_jax.cli", "sample", str(mondrian_run),
+                         "--n", "4", "--steps", "3", "--out", str(tmp_path), "--quiet"],
+                        capture_output=True, text=True)
+  assert proc.returncode == 0 and "sweep" not in proc.stderr, proc.stderr[-500:]
