@@ -26,11 +26,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# PYTHONNODEBUGRANGES: Python 3.11 formats a traceback by parsing its source line with `ast`,
+# and two threads doing so at once (orbax's asyncio thread logging an exception while another
+# is formatted) can fail with "SystemError: AST constructor recursion depth mismatch"
+# (a CPython 3.11 race). Without column ranges in code objects, tracebacks skip that parse.
 test: install browser
-	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
+	PYTHONNODEBUGRANGES=1 $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
 
 test-all: install browser
-	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile -m ''
+	PYTHONNODEBUGRANGES=1 $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile -m ''
 
 experiment: install
 	$(BIN)/aerbm experiment $(NAME) $(ARGS)
