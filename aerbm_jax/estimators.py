@@ -69,11 +69,14 @@ class _RBMEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                                                     0.0), jnp.float32))
     return p
 
-  def _run(self, state, x: jax.Array, n_epochs: int, rng, start: int = 0):
-    """`n_epochs` compiled epochs from `state` (an `epochs.TrainState`); the new state."""
-    cfg = self._config(x.shape[0], n_epochs)
+  def _run(self, state, x: jax.Array, n_epochs: int, rng, start: int = 0,
+           cfg: epochs.TrainConfig | None = None, verbose: bool | None = None):
+    """`n_epochs` compiled epochs from `state` (an `epochs.TrainState`) with `cfg` (default:
+    the estimator's); the new state. Divergence is a FloatingPointError."""
+    cfg = self._config(x.shape[0], n_epochs) if cfg is None else cfg
+    verbose = self.verbose if verbose is None else verbose
     key = jax.random.key(rng.randint(2**31 - 1))
-    calls = [1] * n_epochs if self.verbose else [n_epochs]
+    calls = [1] * n_epochs if verbose else [n_epochs]
     begin = time.time()
     for i, n in enumerate(c for c in calls if c):
       out = epochs.epochs(key, start + i, state, x, None, cfg, n, False)
@@ -82,7 +85,7 @@ class _RBMEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                                  f"have made the parameters NaN or inf; lower learning_rate "
                                  f"(now {self.learning_rate})")
       state = out.state
-      if self.verbose:
+      if verbose:
         self._store(state, x.dtype)
         print(f"[{type(self).__name__}] Iteration {i + 1}, pseudo-likelihood = "
               f"{self.score_samples(np.asarray(x)).mean():.2f}, time = {time.time() - begin:.2f}s")
@@ -155,12 +158,9 @@ class _RBMEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
       self._seen_ = 0
     else:
       state = jax.tree.map(jnp.asarray, self._state)
-    out = epochs.epochs(jax.random.key(self.random_state_.randint(2**31 - 1)), self._seen_,
-                        state, x, None, cfg, 1, False)
-    if not bool(np.all(np.asarray(out.ok))):
-      raise FloatingPointError(f"{type(self).__name__}.partial_fit diverged; lower "
-                               "learning_rate")
-    self._store(out.state, X.dtype, dense)
+    state = self._run(state, x, 1, self.random_state_, start=self._seen_, cfg=cfg,
+                      verbose=False)
+    self._store(state, X.dtype, dense)
     self._seen_ += 1
     return self
 
