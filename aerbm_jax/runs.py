@@ -21,10 +21,10 @@ import numpy as np
 
 from aerbm_jax import autoencoder as ae
 from aerbm_jax import checkpoint, data, rbm
-from aerbm_jax.configs import CIStudyConfig, ExperimentConfig, from_dict
+from aerbm_jax.configs import ExperimentConfig, from_dict
 
 __all__ = [
-  "new_run_dir", "read_config", "load_config", "load_study_config", "load_split",
+  "new_run_dir", "read_config", "load_config", "load_split",
   "Standardiser", "FinishedRun", "load_run", "RunSummary", "list_runs", "claim", "RunDirBusy",
   "read_json", "read_done", "open_run", "LOCK",
 ]
@@ -135,11 +135,6 @@ def read_config(run_dir: str | Path, cls: type) -> Any:
 def load_config(run_dir: str | Path) -> ExperimentConfig:
   """The `ExperimentConfig` stored in a recipe run directory."""
   return read_config(run_dir, ExperimentConfig)
-
-
-def load_study_config(run_dir: str | Path) -> CIStudyConfig:
-  """The `CIStudyConfig` stored in a study's run directory."""
-  return read_config(run_dir, CIStudyConfig)
 
 
 def load_split(config: ExperimentConfig) -> tuple[np.ndarray, np.ndarray, str]:
