@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from aerbm_jax import ae_train
 from aerbm_jax import autoencoder as ae
 from aerbm_jax import data
 
@@ -28,7 +29,7 @@ def test_reconstruction_beats_the_mean_image():
   train, held = images[:128], images[128:]
   cfg = ae.AEConfig(image_size=32, channels=3, latent_dim=64, features=(32, 64), epochs=30,
                     batch_size=16, learning_rate=3e-3, augment=False, progress=False)
-  params, hist = ae.fit(jax.random.key(0), ae.init(jax.random.key(1), cfg), train, cfg,
+  params, hist = ae_train.fit(jax.random.key(0), ae.init(jax.random.key(1), cfg), train, cfg,
                         held_out=held)
   baseline = float(np.mean((held - train.mean(0)) ** 2))
   got = ae.held_out_mse(params, cfg, held)
@@ -49,7 +50,7 @@ def test_bad_images_and_config():
   cfg = ae.AEConfig(image_size=32, channels=3, features=(4,), epochs=1, batch_size=2)
   params = ae.init(jax.random.key(0), cfg)
   with pytest.raises(ValueError, match=r"shape \(N, 32, 32, 3\)"):
-    ae.fit(jax.random.key(0), params, np.zeros((4, 32, 32, 1)), cfg)
+    ae_train.fit(jax.random.key(0), params, np.zeros((4, 32, 32, 1)), cfg)
   with pytest.raises(ValueError, match="latent_activation"):
     ae.AEConfig(latent_activation="tanh").validate()
 
@@ -59,8 +60,8 @@ def test_resume_mid_epoch_is_bitwise_identical(tmp_path, monkeypatch):
                     batch_size=4, progress=False)
   x = np.random.default_rng(2).random((12, 32, 32, 1)).astype(np.float32)
   p0 = ae.init(jax.random.key(0), cfg)
-  ref, href = ae.fit(jax.random.key(1), p0, x, cfg, held_out=x[:4])
-  real, calls = ae.train_step, []
+  ref, href = ae_train.fit(jax.random.key(1), p0, x, cfg, held_out=x[:4])
+  real, calls = ae_train.train_step, []
 
   def interrupted(*args, **kwargs):
     calls.append(1)
@@ -68,16 +69,69 @@ def test_resume_mid_epoch_is_bitwise_identical(tmp_path, monkeypatch):
       raise KeyboardInterrupt
     return real(*args, **kwargs)
 
-  monkeypatch.setattr(ae, "train_step", interrupted)
+  monkeypatch.setattr(ae_train, "train_step", interrupted)
   with pytest.raises(KeyboardInterrupt):
-    ae.fit(jax.random.key(1), p0, x, cfg, held_out=x[:4], checkpoint_dir=tmp_path,
+    ae_train.fit(jax.random.key(1), p0, x, cfg, held_out=x[:4], checkpoint_dir=tmp_path,
            checkpoint_every_s=1e9)
   assert [d.name for d in tmp_path.iterdir() if d.name.isdigit()] == ["4"]
-  monkeypatch.setattr(ae, "train_step", real)
-  out, hout = ae.fit(jax.random.key(1), p0, x, cfg, held_out=x[:4], checkpoint_dir=tmp_path)
+  monkeypatch.setattr(ae_train, "train_step", real)
+  out, hout = ae_train.fit(jax.random.key(1), p0, x, cfg, held_out=x[:4], checkpoint_dir=tmp_path)
   assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(ref)))
   np.testing.assert_array_equal(hout.train_mse, href.train_mse)
   with pytest.raises(ValueError, match="config"):  # another architecture cannot resume it
     other = ae.AEConfig(**{**cfg.__dict__, "latent_dim": 9})
-    ae.fit(jax.random.key(1), ae.init(jax.random.key(0), other), x, other,
+    ae_train.fit(jax.random.key(1), ae.init(jax.random.key(0), other), x, other,
            checkpoint_dir=tmp_path)
+
+
+def test_vae_trains_its_prior_decodes_and_kl_pulls_codes_to_the_prior():
+  images = data.mondrian_batch(48, 16, seed=0)
+  cfg = ae.AEConfig(image_size=16, channels=3, latent_dim=8, features=(8, 16), epochs=15,
+                    batch_size=16, augment=False, variational=True, latent_activation="linear",
+                    kl_weight=0.05, progress=False)
+  params, hist = ae_train.fit(jax.random.key(0), ae.init(jax.random.key(1), cfg), images, cfg)
+  assert np.all(np.isfinite(hist.train_mse)) and hist.train_mse[-1] < hist.train_mse[0]
+  mean, log_var = ae.encode_stats(params, cfg, images)
+  assert mean.shape == log_var.shape == (48, 8)
+  np.testing.assert_array_equal(ae.encode(params, cfg, images), mean)
+  prior = ae.decode(params, cfg, np.asarray(jax.random.normal(jax.random.key(2), (4, 8))))
+  assert prior.shape == (4, 16, 16, 3)
+  # With a large KL weight the posterior collapses towards N(0, I): smaller means.
+  strong = ae.AEConfig(**{**cfg.__dict__, "kl_weight": 50.0})
+  p2, _ = ae_train.fit(jax.random.key(0), ae.init(jax.random.key(1), strong), images, strong)
+  m2, _ = ae.encode_stats(p2, strong, images)
+  assert float(np.mean(np.asarray(m2) ** 2)) < 0.5 * float(np.mean(np.asarray(mean) ** 2))
+  with pytest.raises(ValueError, match="linear"):
+    ae.AEConfig(variational=True).validate()
+  with pytest.raises(ValueError, match="needs a VAE"):
+    ae.encode_stats(params, ae.AEConfig(image_size=16, latent_dim=8, features=(8, 16)), images)
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 4, 3, 5), (1, 8, 6, 16, 3), (3, 1, 1, 2, 2)])
+def test_upsample_conv_equals_upsampling_then_a_same_convolution(shape):
+  b, h, w, cin, cout = shape
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(b, h, w, cin)).astype(np.float32)
+  kernel = rng.normal(size=(3, 3, cin, cout)).astype(np.float32)
+  bias = rng.normal(size=(cout,)).astype(np.float32)
+  want = jax.lax.conv_general_dilated(
+    ae.upsample(x), kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    precision="highest") + bias
+  got = ae.upsample_conv(x, kernel, bias)
+  assert got.shape == (b, 2 * h, 2 * w, cout)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_augmentations_are_symmetries_and_small_circular_shifts_of_each_image():
+  x = np.random.default_rng(0).random((64, 16, 16, 1)).astype(np.float32)
+  group = lambda img: [np.rot90(f, k) for f in (img, img[:, ::-1]) for k in range(4)]  # noqa
+  flips = lambda img: [img, img[:, ::-1]]  # noqa: E731
+  for dihedral, candidates, n_kinds in ((True, group, 8), (False, flips, 2)):
+    out = np.asarray(ae_train.augment(jax.random.key(0), x, dihedral=dihedral))
+    seen = set()
+    for a, b in zip(x, out):
+      found = [(i, dy, dx) for i, g in enumerate(candidates(a)) for dy in range(-1, 2)
+               for dx in range(-1, 2) if np.array_equal(np.roll(g, (dy, dx), (0, 1)), b)]
+      assert found, "not a symmetry plus a shift of at most 1/16 of the side"
+      seen.add(found[0][0])
+    assert len(seen) == n_kinds  # every symmetry occurs in 64 draws

@@ -86,6 +86,9 @@ def test_mondrian_is_seeded_and_looks_like_mondrian():
   small = data.mondrian(np.random.SeedSequence(0), 32)
   big = data.mondrian(np.random.SeedSequence(0), 128)
   assert np.abs(small - big[::4, ::4]).mean() < 0.1
+  # Every canvas has a black line (none is one flat colour).
+  many = data.mondrian_batch(200, 32, seed=0)
+  assert np.all(np.any(np.all(many < 0.1, axis=-1), axis=(1, 2)))
 
 
 def test_shipped_faces_and_digits():

@@ -25,7 +25,8 @@ _COLOURED = ["red", "yellow", "blue", "red", "yellow", "blue", "black"]
 def _split(rng, rect, depth, cells, lines, min_side):
   x0, y0, x1, y1 = rect
   w, h = x1 - x0, y1 - y0
-  p_split = 0.95 if depth < 2 else 0.75 ** (depth - 1)
+  # The canvas itself is always split: a composition has at least one line.
+  p_split = 1.0 if depth == 0 else 0.95 if depth < 2 else 0.75 ** (depth - 1)
   can_v, can_h = w > 2.5 * min_side, h > 2.5 * min_side
   if not (can_v or can_h) or rng.random() > p_split:
     cells.append(rect)
