@@ -59,3 +59,33 @@ def test_metric_input_errors():
     metrics.precision_recall(np.full((5, 2), np.nan), _gauss(0, 5, 2))
   with pytest.raises(ValueError, match=r"\(N, d\)"):
     metrics.memorization(np.ones(5), _gauss(0, 5), _gauss(1, 5))
+
+
+def test_kid_is_unbiased_detects_shift_and_has_an_honest_stderr():
+  # Two samples of one distribution: KID near 0 within its standard error, over many draws.
+  vals = np.array([metrics.kid(_gauss(2 * s, 40), _gauss(2 * s + 1, 60)) for s in range(60)])
+  assert abs(vals[:, 0].mean()) < 2 * vals[:, 0].std() / np.sqrt(60)
+  # At the null the jackknife is conservative (the U-statistic is degenerate there) ...
+  assert vals[:, 1].mean() > vals[:, 0].std()
+  # ... and away from it the standard error matches the spread over repeats (within 20%).
+  alt = np.array([metrics.kid(_gauss(2 * s, 40), _gauss(2 * s + 1, 60, shift=0.7))
+                  for s in range(60)])
+  np.testing.assert_allclose(alt[:, 1].mean(), alt[:, 0].std(), rtol=0.2)
+  assert alt[:, 0].mean() > 3 * alt[:, 1].mean()  # the shift is detected
+  with pytest.raises(ValueError, match="different feature sizes"):
+    metrics.kid(_gauss(0, 10, 3), _gauss(0, 10, 4))
+
+
+def test_image_features_see_blur_and_noise_and_are_standardised():
+  rng = np.random.default_rng(0)
+  ref = (rng.random((30, 16, 16, 1)) > 0.5).astype(np.float32)
+  space = metrics.FeatureSpace.fit(ref, size=4)
+  f = space(ref)
+  assert f.shape == (30, 4 * 4 * 3)  # colour, then |dx| and |dy| energy
+  np.testing.assert_allclose(f.mean(0), 0.0, atol=1e-5)
+  np.testing.assert_allclose(np.mean(f[:, :16] ** 2), 1.0, rtol=1e-4)
+  np.testing.assert_allclose(np.mean(f[:, 16:] ** 2), 1.0, rtol=1e-4)
+  # A flat image has no edge energy: its edge block sits far below the reference's.
+  flat = space(np.full((2, 16, 16, 1), 0.5, np.float32))
+  assert np.all(flat[:, 16:] < f[:, 16:].min(0))
+  np.testing.assert_allclose(metrics.image_features(ref, ref, size=4), f)
