@@ -22,11 +22,13 @@ from typing import Any
 import jax
 import numpy as np
 
+from aerbm_jax import ae_train
 from aerbm_jax import autoencoder as ae
-from aerbm_jax import checkpoint, data, loop, metrics, parallel, partition, rbm, sampling, train
+from aerbm_jax import (calibration, checkpoint, data, loop, metrics, parallel, partition, rbm,
+                       sampling, train)
 from aerbm_jax.configs import CIStudyConfig
 from aerbm_jax.html import write_report_html
-from aerbm_jax.report import likelihood_cell, likelihood_warnings
+from aerbm_jax.report import likelihood_cell, likelihood_warnings, quality_table
 from aerbm_jax.runs import open_run, read_done
 
 __all__ = ["run_study"]
@@ -86,15 +88,12 @@ def _spreads(samples: np.ndarray, params, cov_dims: int) -> dict[str, Any]:
           for name, q in (("mean", means), ("covariance", cov), ("wwt", wwt))}
 
 
-def _quality(samples_px: np.ndarray, held: np.ndarray, rng: np.random.Generator) -> dict:
-  """MMD and precision/recall of pooled decoded samples against held-out images (8x8 pixels)."""
+def _quality(samples_px: np.ndarray, ref: calibration.Reference,
+             rng: np.random.Generator) -> dict:
+  """`ref.score_samples` of up to 2 x held-out-size pooled decoded samples (seeds together)."""
   pooled = samples_px.reshape((-1,) + samples_px.shape[2:])
-  pick = rng.choice(len(pooled), size=min(len(pooled), 2 * len(held)), replace=False)
-  f_s = metrics.downsample_features(pooled[pick], 8)
-  f_h = metrics.downsample_features(held, 8)
-  m = metrics.mmd(f_s, f_h, n_permutations=100)
-  p, r = metrics.precision_recall(f_h, f_s, k=min(3, len(held) - 1))
-  return {"mmd2": m.mmd2, "mmd_p_value": m.p_value, "precision": p, "recall": r}
+  pick = rng.choice(len(pooled), size=min(len(pooled), 2 * ref.n_fake), replace=False)
+  return ref.score_samples(pooled[pick])
 
 
 def run_study(config: CIStudyConfig, run_dir: str | Path, *, resume: bool = False
@@ -113,6 +112,10 @@ def run_study(config: CIStudyConfig, run_dir: str | Path, *, resume: bool = Fals
   t_start = time.perf_counter()
   pool, held, source = _pool(config)
   shape = pool.shape[1:]
+  # Every setting's samples are scored against the largest training set, beside the known
+  # cases built from the held-out images (no reconstructions: each setting has its own AE).
+  ref = calibration.Reference(pool[: max(config.n_values)], held, None,
+                              k=min(3, len(held) - 2), seed=config.seed)
   print(f"ci_study: {source}; N in {list(config.n_values)}, {config.seeds} seeds, latents "
         f"{list(config.latent_dims)}, pixels {int(np.prod(shape))}")
   key = jax.random.key(config.seed)
@@ -140,8 +143,10 @@ def run_study(config: CIStudyConfig, run_dir: str | Path, *, resume: bool = Fals
       epochs = max(1, math.ceil(config.ae_updates / max(1, n // min(16, n))))
       ae_cfg = ae.AEConfig(image_size=config.image_size, channels=config.channels,
                            latent_dim=d, features=config.ae_features, epochs=epochs,
-                           batch_size=min(16, n), augment=True, progress=False)
-      ae_params, _ = ae.fit(key_ae, ae.init(key_ae_init, ae_cfg), x, ae_cfg)
+                           batch_size=min(16, n), augment=True, progress=False,
+                           augment_dihedral=config.ae_dihedral and config.dataset == "mondrian"
+                           and not config.data)
+      ae_params, _ = ae_train.fit(key_ae, ae.init(key_ae_init, ae_cfg), x, ae_cfg)
       z = ae.encode_batched(ae_params, ae_cfg, x)
       params = _fit_seeds(key_fit, z, config, config.rbm_learning_rate)
       samples = _model_samples(key_samples, params, config)
@@ -159,16 +164,17 @@ def run_study(config: CIStudyConfig, run_dir: str | Path, *, resume: bool = Fals
       n=n, seconds=time.perf_counter() - t0,
       own_space=_spreads(samples, params, config.cov_dims),
       pixel_mean_image=metrics.seed_spread(pixels.mean(1))._asdict(),
-      quality=_quality(pixels, held, rng),
+      quality=_quality(pixels, ref, rng),
     )
     rows.append(row)
     checkpoint.write_text(saved, json.dumps(row))
   bar.close()
   result = {"config": dataclasses.asdict(config), "source": source, "rows": rows,
-            "total_s": time.perf_counter() - t_start}
+            "calibration": ref.summary(), "total_s": time.perf_counter() - t_start}
   checkpoint.write_text(run_dir / "ci_study.json", json.dumps(result, indent=1))
   _plots(rows, config, run_dir)
-  checkpoint.write_text(run_dir / "report.md", _report(rows, config, source, result["total_s"]))
+  checkpoint.write_text(run_dir / "report.md", _report(rows, config, source, result["total_s"],
+                                                       result["calibration"]))
   write_report_html(run_dir)
   print(f"done in {result['total_s']:.0f}s: {run_dir}/report.md")
   return result
@@ -206,10 +212,10 @@ def _plots(rows, config: CIStudyConfig, run_dir: Path) -> None:
     ns = list(config.n_values)
     axes[0].plot(ns, [by[(s, n)]["pixel_mean_image"]["mean_width"] for n in ns], marker="o",
                  label=s)
-    axes[1].plot(ns, [by[(s, n)]["quality"]["mmd2"] for n in ns], marker="o", label=s)
+    axes[1].plot(ns, [by[(s, n)]["quality"]["kid"] for n in ns], marker="o", label=s)
   axes[0].set_title("spread of the model's mean image (pixels)")
   axes[0].set_ylabel("95% interval width")
-  axes[1].set_title("sample quality: MMD^2 to held-out (lower is better)")
+  axes[1].set_title("sample quality: KID to training images (lower is better)")
   for ax in axes:
     ax.set_xscale("log")
     ax.set_xticks(list(config.n_values), [str(n) for n in config.n_values])
@@ -222,17 +228,24 @@ def _plots(rows, config: CIStudyConfig, run_dir: Path) -> None:
   plt.close(fig)
 
 
-def _report(rows, config: CIStudyConfig, source: str, total_s: float) -> str:
+_METRIC_NAMES = {"kid": "KID", "mmd2": "MMD^2", "precision": "precision", "recall": "recall"}
+
+
+def _report(rows, config: CIStudyConfig, source: str, total_s: float,
+            cal: dict[str, Any]) -> str:
   by = {(r["space"], r["n"]): r for r in rows}
   latents = [f"latent{d}" for d in config.latent_dims]
-  head = "| N | space | visible | rel. width <v> | rel. width W W^T | mean-image width (pixels) | MMD^2 | precision | recall |"
-  lines = [head, "|" + "---|" * 9]
+  shown = [m for m in ("kid", "mmd2", "precision", "recall") if m in cal["validated"]]
+  head = ("| N | space | visible | rel. width <v> | rel. width W W^T | mean-image width (pixels) | "
+          + " | ".join(_METRIC_NAMES[m] for m in shown) + (" | " if shown else "") + "NN ratio |")
+  lines = [head, "|" + "---|" * (7 + len(shown))]
   for r in rows:
     o = r["own_space"]
     q = r["quality"]
+    cells = " | ".join(f"{q[m]:.3f}" for m in shown) + (" | " if shown else "")
     lines.append(f"| {r['n']} | {r['space']} | {r['visible']} | {o['mean']['relative_width']:.4f} "
                  f"| {o['wwt']['relative_width']:.4f} | {r['pixel_mean_image']['mean_width']:.4f} "
-                 f"| {q['mmd2']:.4f} | {q['precision']:.2f} | {q['recall']:.2f} |")
+                 f"| {cells}{q['nn_distance_ratio']:.2f} |")
   # The claim, per latent size, in the common pixel space and in each model's own space.
   k = len(config.n_values)
   verdicts, wins = [], {}
@@ -276,6 +289,11 @@ Total time {total_s:.0f} s.
 
 {chr(10).join(lines)}
 
+Sample quality of each setting's decoded samples (seeds pooled), against the
+{max(config.n_values)} training images of the largest N; the metrics shown are those that rank
+these known cases (built from the {cal["n_fake"]} held-out images) in order:
+
+{quality_table({**cal, "models": {}})}
 ![interval width against dimension](ci_width_vs_dimension.png)
 
 ![interval width and sample quality against N](ci_width_and_quality_vs_n.png)

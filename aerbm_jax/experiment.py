@@ -18,12 +18,15 @@ from typing import Any
 import jax
 import numpy as np
 
+from aerbm_jax import ae_train
 from aerbm_jax import autoencoder as ae
-from aerbm_jax import checkpoint, metrics, parallel, partition, plots, rbm, sampling, train
+from aerbm_jax import (baselines, calibration, checkpoint, metrics, parallel, partition, plots,
+                       rbm, sampling, train)
 from aerbm_jax.configs import ExperimentConfig
 from aerbm_jax.html import write_report_html
 from aerbm_jax.report import experiment_report
 from aerbm_jax.runs import Standardiser, load_run, load_split, open_run
+from aerbm_jax.summary import BASELINE_NAMES, fit_baselines
 
 __all__ = ["run_experiment", "sample_run", "paint_hidden_units"]
 
@@ -33,8 +36,8 @@ class _Keys:
 
   def __init__(self, seed: int):
     (self.ae_fit, self.latent_fit, self.pixel_fit, self.latent_chains, self.pixel_chains,
-     self.latent_ll, self.pixel_ll, self.ae_init, self.latent_init, self.pixel_init
-     ) = jax.random.split(jax.random.key(seed), 10)
+     self.latent_ll, self.pixel_ll, self.ae_init, self.latent_init, self.pixel_init,
+     self.gaussian) = jax.random.split(jax.random.key(seed), 11)
 
 
 def _estimate_ll(key, params: rbm.RBM, x: np.ndarray, config: ExperimentConfig,
@@ -56,7 +59,7 @@ def _fit_autoencoder(keys: _Keys, config: ExperimentConfig, x_train, x_held, run
   if ae_cfg.batch_size > len(x_train):
     ae_cfg = dataclasses.replace(ae_cfg, batch_size=len(x_train))
   ae_params = ae.init(keys.ae_init, ae_cfg)
-  ae_params, hist = ae.fit(keys.ae_fit, ae_params, x_train, ae_cfg, held_out=x_held,
+  ae_params, hist = ae_train.fit(keys.ae_fit, ae_params, x_train, ae_cfg, held_out=x_held,
                            checkpoint_dir=run_dir / "checkpoints" / "train" / "autoencoder",
                            checkpoint_every_s=config.checkpoint_every_s)
   checkpoint.save(run_dir / "checkpoints" / "autoencoder", ae_params, overwrite=resume)
@@ -162,8 +165,27 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
                                        config.sample_steps, "pixel RBM chains", mesh)
   pixel_images = pixel_images.reshape((-1,) + x_train.shape[1:])
   timings["pixel_rbm_sampling_s"] = time.perf_counter() - t0
+  # The control: one full-covariance Gaussian over the same codes.
+  t0 = time.perf_counter()
+  gaussian = baselines.fit_gaussian(z_train)
+  gaussian_images = ae.decode_batched(ae_params, ae_cfg, baselines.sample_gaussian(
+    keys.gaussian, gaussian, config.sample_chains))
+  timings["ae_gaussian_s"] = time.perf_counter() - t0
+  samples = {"ae_rbm": ae_rbm_images, "ae_gaussian": gaussian_images, "pixel_rbm": pixel_images}
+  model_times = {
+    "ae_rbm": timings["autoencoder_s"] + timings["latent_rbm_s"] + timings["ae_rbm_sampling_s"],
+    "ae_gaussian": timings["autoencoder_s"] + timings["ae_gaussian_s"],
+    "pixel_rbm": timings["pixel_rbm_s"] + timings["pixel_rbm_sampling_s"]}
+  extra: dict[str, dict[str, Any]] = {}
+  if config.baselines:
+    extra = fit_baselines(config, x_train, x_held, run_dir, resume, config.sample_chains)
+    for name, b in extra.items():
+      samples[name], model_times[name] = b["images"], b["time_s"]
+      timings[f"{name}_s"] = b["time_s"]
+      plots.save_grid(run_dir / f"{name}_samples.png", b["images"])
   plots.save_grid(run_dir / "ae_rbm_samples.png", ae_rbm_images)
   plots.save_grid(run_dir / "pixel_rbm_samples.png", pixel_images)
+  plots.save_grid(run_dir / "ae_gaussian_samples.png", gaussian_images)
   plots.save_grid(run_dir / "interpolations.png", _interpolations(ae_params, ae_cfg, x_train),
                   cols=8)
   paint_hidden_units(run_dir, ae_params, ae_cfg, lat, pix, scaler, x_train.shape[1:])
@@ -197,6 +219,14 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
       "pixel_rbm": _nearest_mse(pixel_images, x_train),
     },
   }
+  if extra:
+    metrics_["baselines"] = {n: {"ae_held_out_mse": b["ae_held_out_mse"],
+                                 "name": BASELINE_NAMES[n]} for n, b in extra.items()}
+  if len(x_held) >= 5:
+    recon = ae.decode_batched(ae_params, ae_cfg, ae.encode_batched(ae_params, ae_cfg, x_held))
+    metrics_["sample_quality"] = calibration.evaluate(samples, x_train, x_held, recon,
+                                                      seed=config.seed)
+    metrics_["sample_quality"]["time_s"] = model_times
   timings["metrics_s"] = time.perf_counter() - t0
   timings["total_s"] = time.perf_counter() - t_start
   metrics_["timings"] = timings

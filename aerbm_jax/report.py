@@ -7,7 +7,7 @@ from typing import Any
 
 from aerbm_jax.configs import ExperimentConfig
 
-__all__ = ["experiment_report", "fmt", "likelihood_cell", "likelihood_warnings"]
+__all__ = ["experiment_report", "fmt", "likelihood_cell", "likelihood_warnings", "quality_table"]
 
 
 def fmt(x: Any) -> str:
@@ -35,6 +35,48 @@ def likelihood_warnings(named: dict[str, dict[str, Any] | None]) -> str:
   return ("\n\nAIS warnings:\n" + "\n".join(lines)) if lines else ""
 
 
+_CASE_NAMES = {"held_out": "*held-out images*", "reconstructions": "*AE reconstructions*",
+               "blurred": "*blurred held-out*", "collapse": "*collapse (averages)*",
+               "noise": "*uniform noise*"}
+
+
+def quality_table(q: dict[str, Any], names: dict[str, str] | None = None) -> str:
+  """Markdown for `calibration.evaluate` output: the known cases (in italics) then the models,
+  with only the metrics whose known-case order held, and a line on those that failed."""
+  shown = [m for m in ("kid", "mmd2", "precision", "recall") if m in q["validated"]]
+  head = {"kid": "KID (± s.e.)", "mmd2": "MMD^2", "precision": "precision", "recall": "recall"}
+  times = q.get("time_s", {})
+  cols = [head[m] for m in shown] + ["NN distance ratio", "time (s)"]
+  lines = ["| set | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+
+  def row(label: str, s: dict[str, float], time_s: float | None) -> str:
+    cells = [f"{s['kid']:.3f} ± {s['kid_stderr']:.3f}" if m == "kid" else f"{s[m]:.3f}"
+             for m in shown]
+    cells += [f"{s['nn_distance_ratio']:.2f}", "-" if time_s is None else f"{time_s:.0f}"]
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+  lines += [row(_CASE_NAMES[c], s, None) for c, s in q["cases"].items()]
+  lines += [row((names or {}).get(n, n), s, times.get(n)) for n, s in q["models"].items()]
+  failed = [m for m in q["order"] if m not in q["validated"]]
+  note = (f"Features: 8x8 pooled colour and edge energy, standardised on the training images; "
+          f"every set against the training images; precision/recall k = {q['k']}, averaged "
+          f"over subsets of {q['n_fake']}. Lower KID and MMD^2 are better, higher precision "
+          "and recall. The italic rows are known cases, best to worst; a metric is shown "
+          "only if it ranks them in that order here.")
+  if failed:
+    vals = "; ".join(f"{m}: " + ", ".join(f"{v:.3g}" for v in q["order"][m]["values"])
+                     for m in failed)
+    note += f" Not shown, because they misorder the known cases: {vals}."
+  return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+_BASELINE_PICTURES = """
+| AE (linear latents) + Gaussian RBM | VAE, samples from its prior |
+|---|---|
+| ![AE + Gaussian RBM samples](ae_gaussian_rbm_samples.png) | ![VAE samples](vae_samples.png) |
+"""
+
+
 def experiment_report(config: ExperimentConfig, m: dict[str, Any]) -> str:
   """The markdown report of a recipe run whose metrics are `m` (as in `metrics.json`)."""
   a, lat, pix = m["autoencoder"], m["latent_rbm"], m["pixel_rbm"]
@@ -55,6 +97,13 @@ def experiment_report(config: ExperimentConfig, m: dict[str, Any]) -> str:
   ]
   table = "\n".join(f"| {r[0]} | {fmt(r[1])} | {fmt(r[2])} |" for r in rows)
   t = m["timings"]
+  quality = ""
+  if "sample_quality" in m:
+    quality = "\n### Sample quality\n" + quality_table(m["sample_quality"], {
+      "ae_rbm": "AE + RBM", "ae_gaussian": "AE + Gaussian (control)",
+      "pixel_rbm": "pixel RBM", **{n: b["name"] for n, b in m.get("baselines", {}).items()}})
+    if m.get("baselines"):
+      quality = _BASELINE_PICTURES + quality
   return f"""# Experiment `{config.name}`
 
 Data: {m['data']['source']}; {m['data']['n_train']} training and {m['data']['n_held_out']}
@@ -78,6 +127,11 @@ starts; each picture shows `E[v | h]` after the last sweep (for the AE-RBM, deco
 |---|---|
 | ![AE-RBM samples](ae_rbm_samples.png) | ![pixel RBM samples](pixel_rbm_samples.png) |
 
+The control: the same decoder fed draws from one full-covariance Gaussian fitted to the
+training codes (no RBM). If the RBM prior is worth having, its samples beat these.
+
+![AE + Gaussian samples](ae_gaussian_samples.png)
+{quality}
 | | latent RBM | pixel RBM |
 |---|---|---|
 {table}{likelihood_warnings({"latent RBM": lat_ll, "pixel RBM": pix_ll})}

@@ -14,7 +14,7 @@ from aerbm_jax import cli
 RUN_FILES = [
   "config.json", "metrics.json", "report.md", "train_images.png", "ae_reconstructions.png",
   "pixel_rbm_samples.png", "ae_rbm_samples.png", "interpolations.png", "training_curves.png",
-  "hidden_units.png", "pixel_rbm_weights.png",
+  "hidden_units.png", "pixel_rbm_weights.png", "ae_gaussian_samples.png",
   "checkpoints/autoencoder", "checkpoints/latent_rbm", "checkpoints/pixel_rbm",
 ]
 
@@ -102,3 +102,18 @@ def test_hidden_unit_pictures_show_each_unit(mondrian_run):
   cols = int(np.ceil(np.sqrt(m + 1)))
   assert tiles[0] == cols * (64 + 2 * 2) + 2 * 2  # 32-pixel tiles shown at 64, 2-pixel pads
   assert weights.min() < 60 and weights.max() > 195  # each unit spans its own range
+
+
+def test_quick_run_with_baselines_has_the_summary_table(tmp_path):
+  out = tmp_path / "table"
+  assert cli.main(["experiment", "mondrian", "--quick", "--baselines", "--quiet",
+                   "--out", str(out)]) == 0
+  m = json.loads((out / "metrics.json").read_text())
+  q = m["sample_quality"]
+  assert set(q["models"]) == {"ae_rbm", "ae_gaussian", "pixel_rbm", "ae_gaussian_rbm", "vae"}
+  assert list(q["cases"]) == ["held_out", "reconstructions", "blurred", "collapse", "noise"]
+  assert all(q["time_s"][n] > 0 for n in q["models"])
+  for name in ("ae_gaussian_samples.png", "ae_gaussian_rbm_samples.png", "vae_samples.png"):
+    assert (out / name).is_file() and name in (out / "report.md").read_text()
+  assert 0 < m["baselines"]["vae"]["ae_held_out_mse"] < 1
+  assert "| VAE" in (out / "report.md").read_text()

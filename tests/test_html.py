@@ -23,8 +23,8 @@ def test_report_html_is_self_contained(mondrian_run):
   assert "<script" not in page.lower()
   assert not re.search(r'(src|href)="(?!data:)', page), "a resource outside the page"
   pictures = re.findall(r'<img[^>]+src="data:image/png;base64,', page)
-  assert len(pictures) == 8  # training images, reconstructions, 2 sample grids, 2 of hidden
-  # units, interpolations, curves
+  assert len(pictures) == 9  # training images, reconstructions, 3 sample grids (AE-RBM, pixel
+  # RBM, AE + Gaussian), 2 of hidden units, interpolations, curves
   assert "Samples side by side" in page and "<table>" in page
   md = (mondrian_run / "report.md").read_text()
   for heading in re.findall(r"^## (.+)$", md, re.M):
@@ -64,7 +64,7 @@ def test_report_in_headless_chromium(mondrian_run, tmp_path, width, height):
     assert driver.execute_script("return document.readyState") == "complete"
     widths = driver.execute_script(
       "return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
-    assert len(widths) == 8 and all(w > 0 for w in widths), widths
+    assert len(widths) == 9 and all(w > 0 for w in widths), widths
     errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
     assert errors == [], errors
     overflow = driver.execute_script(

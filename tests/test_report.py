@@ -36,3 +36,21 @@ def test_table_shows_exact_and_ais_likelihoods_with_their_intervals():
 def test_table_without_likelihoods_shows_dashes():
   text = report.experiment_report(configs.make_config("faces", quick=True), _metrics(None, None))
   assert "| log Z (method) | - | - |" in text
+
+
+def test_quality_table_shows_only_the_metrics_that_order_the_known_cases():
+  from aerbm_jax import calibration
+  from aerbm_jax.report import quality_table
+
+  cases = {c: {"kid": i, "kid_stderr": 0.1, "mmd2": 0.5, "precision": 1.0, "recall": 1 - i / 5,
+               "nn_distance_ratio": 1.0} for i, c in enumerate(calibration.CASES)}
+  q = {"cases": cases, "order": calibration.check_order(cases), "n_fake": 25, "k": 3,
+       "models": {"ae_rbm": dict(cases["blurred"], kid=1.5, kid_stderr=0.25)},
+       "time_s": {"ae_rbm": 12.0}}
+  q["validated"] = [m for m, r in q["order"].items() if r["ordered"]]
+  assert q["validated"] == ["kid", "recall"]  # MMD^2 and precision are flat here
+  table = quality_table(q, {"ae_rbm": "AE + RBM"})
+  head = table.splitlines()[0]
+  assert "KID" in head and "recall" in head and "MMD" not in head and "precision" not in head
+  assert "| AE + RBM | 1.500 ± 0.250 | 0.600 | 1.00 | 12 |" in table
+  assert "*uniform noise*" in table and "misorder the known cases: mmd2" in table
