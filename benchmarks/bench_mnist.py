@@ -1,0 +1,147 @@
+"""MNIST, time to a log-likelihood: 500 hidden units, PCD-1 (CD-1 where a peer has no PCD),
+batch 100, on thresholded MNIST, for aerbm_jax and every installed peer.
+
+Each library trains with its own code at its documented defaults for this set-up; the clock
+runs only while it trains. At fixed epochs its parameters are copied out and scored by the
+same estimator (`partition.log_likelihood_estimate`, forward AIS beside reverse AIS, fixed
+key and schedule) on the same test digits, so the curves differ only in the training.
+
+  aerbm_jax  `epochs.epochs`, one compiled call per epoch, centred PCD-1, lr 0.01 (the MNIST
+             table's set-up: `aerbm experiment mnist`)
+  sklearn    `BernoulliRBM.partial_fit` per minibatch (PCD-1; its documented lr 0.1)
+  rbms       `rbms.training.pcd.fit_batch_pcd` + torch SGD, centred PCD-1, lr 0.01 (its
+             default), random minibatches as its `train` draws them
+  learnergy  `learnergy.models.bernoulli.RBM.fit`, CD-1 (it has no PCD), lr 0.1 (its default)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aerbm_jax import epochs, partition, rbm, train
+
+N_HIDDEN, BATCH = 500, 100
+
+
+def load(path: str, n_train: int = 0, n_test: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+  """Thresholded (> 127) MNIST from an .npz with x_train and x_test, as float32 (N, 784)."""
+  with np.load(path) as f:
+    xtr, xte = f["x_train"], f["x_test"]
+  xtr = (xtr.reshape(len(xtr), -1) > 127).astype(np.float32)
+  xte = (xte.reshape(len(xte), -1) > 127).astype(np.float32)
+  return (xtr[:n_train] if n_train else xtr), xte[:n_test]
+
+
+Trainer = Callable[[np.ndarray, int], Iterator[tuple[float, rbm.BernoulliRBM]]]
+
+
+def aerbm(x: np.ndarray, n_epochs: int) -> Iterator[tuple[float, rbm.BernoulliRBM]]:
+  """(seconds of one epoch, parameters after it), epoch by epoch; compile time excluded."""
+  cfg = train.TrainConfig(method="pcd", k=1, epochs=n_epochs, batch_size=BATCH,
+                          learning_rate=0.01, momentum=0.0, centered=True, exact_ll=False,
+                          progress=False)
+  data = jnp.asarray(x)
+  params = rbm.init(jax.random.key(0), x.shape[1], N_HIDDEN, data=data)
+  _, state, key = epochs.setup(jax.random.key(1), params, data, cfg)
+  compiled = epochs.epochs.lower(key, 0, state, data, None, cfg, 1, False).compile()
+  for e in range(n_epochs):
+    t0 = time.perf_counter()
+    state = compiled(key, e, state, data, None).state
+    jax.block_until_ready(state)
+    yield time.perf_counter() - t0, state.params
+
+
+def sklearn(x: np.ndarray, n_epochs: int) -> Iterator[tuple[float, rbm.BernoulliRBM]]:
+  from sklearn.neural_network import BernoulliRBM
+
+  model = BernoulliRBM(n_components=N_HIDDEN, batch_size=BATCH, random_state=0)
+  rng = np.random.default_rng(0)
+  for _ in range(n_epochs):
+    t0 = time.perf_counter()
+    order = rng.permutation(len(x))
+    for i in range(0, len(x) - BATCH + 1, BATCH):
+      model.partial_fit(x[order[i : i + BATCH]])
+    yield time.perf_counter() - t0, rbm.BernoulliRBM(
+      jnp.asarray(model.components_.T, jnp.float32),
+      jnp.asarray(model.intercept_visible_, jnp.float32),
+      jnp.asarray(model.intercept_hidden_, jnp.float32))
+
+
+def rbms(x: np.ndarray, n_epochs: int) -> Iterator[tuple[float, rbm.BernoulliRBM]]:
+  import torch
+  from rbms.bernoulli_bernoulli.classes import BBRBM
+  from rbms.training.pcd import fit_batch_pcd
+
+  torch.manual_seed(0)
+  data = torch.from_numpy(x)
+  p = data.mean(0).clamp(1e-4, 1 - 1e-4)
+  model = BBRBM(weight_matrix=torch.randn(x.shape[1], N_HIDDEN) * 1e-2,
+                vbias=torch.log(p / (1 - p)), hbias=torch.zeros(N_HIDDEN))
+  for t in model.parameters():  # its trainer fills .grad in place (as rbms' setup does)
+    t.grad = torch.zeros_like(t)
+  chains = model.init_chains(BATCH)
+  opt = torch.optim.SGD(model.parameters(), lr=0.01, maximize=True)
+  weights = torch.ones(BATCH, 1)
+  with torch.no_grad():
+    for _ in range(n_epochs):
+      t0 = time.perf_counter()
+      for _ in range(len(x) // BATCH):
+        idx = torch.randperm(len(data))[:BATCH]
+        opt.zero_grad(set_to_none=False)
+        chains, _ = fit_batch_pcd((data[idx], weights), chains, model, gibbs_steps=1,
+                                  beta=1.0, centered=True)
+        opt.step()
+      yield time.perf_counter() - t0, rbm.BernoulliRBM(
+        jnp.asarray(model.weight_matrix.numpy()), jnp.asarray(model.vbias.numpy()),
+        jnp.asarray(model.hbias.numpy()))
+
+
+def learnergy(x: np.ndarray, n_epochs: int) -> Iterator[tuple[float, rbm.BernoulliRBM]]:
+  import torch
+  from learnergy.models.bernoulli import RBM
+  from torch.utils.data import TensorDataset
+
+  torch.manual_seed(0)
+  model = RBM(n_visible=x.shape[1], n_hidden=N_HIDDEN, steps=1)
+  data = TensorDataset(torch.from_numpy(x), torch.zeros(len(x)))
+  for _ in range(n_epochs):
+    t0 = time.perf_counter()
+    model.fit(data, batch_size=BATCH, epochs=1)
+    yield time.perf_counter() - t0, rbm.BernoulliRBM(
+      jnp.asarray(model.W.detach().numpy()), jnp.asarray(model.a.detach().numpy()),
+      jnp.asarray(model.b.detach().numpy()))
+
+
+TRAINERS: dict[str, Trainer] = {"aerbm_jax": aerbm, "sklearn": sklearn, "rbms": rbms,
+                                "learnergy": learnergy}
+
+
+def pcd1_flops(n: int, m: int, batch: int) -> float:
+  """Multiply-add FLOPs of one centred PCD-1 update in `gradients`: the data's hidden
+  probabilities (v W), one chain sweep (v W, h W^T), the chain's hidden probabilities (v W),
+  and the two outer products of the gradient fused into one (2 batch) x n x m product."""
+  return 2.0 * n * m * batch * 6
+
+
+def curve(name: str, x: np.ndarray, x_test: np.ndarray, n_epochs: int, score_at: list[int],
+          n_chains: int, n_betas: int) -> dict:
+  """Train `name` for `n_epochs`; AIS scores after the epochs in `score_at`."""
+  points, epoch_s, wall = [], [], 0.0
+  for e, (seconds, params) in enumerate(TRAINERS[name](x, n_epochs), start=1):
+    wall += seconds
+    epoch_s.append(seconds)
+    if e in score_at:
+      t0 = time.perf_counter()
+      ll = partition.log_likelihood_estimate(jax.random.key(7), params, x_test,
+                                             n_chains=n_chains, n_betas=n_betas, base_data=x)
+      points.append({"epoch": e, "train_s": wall, "log_likelihood": ll.log_likelihood,
+                     "reverse_log_likelihood": ll.reverse_log_likelihood, "ess": ll.ess,
+                     "warnings": list(ll.warnings), "score_s": time.perf_counter() - t0})
+      print(f"  {name} epoch {e}: {wall:.1f} s, LL {ll.log_likelihood:.2f} "
+            f"(reverse {ll.reverse_log_likelihood:.2f})", flush=True)
+  return {"epoch_s": epoch_s, "median_epoch_s": float(np.median(epoch_s)), "points": points}

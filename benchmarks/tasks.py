@@ -1,0 +1,165 @@
+"""Time to a result on real tasks, against every installed peer, in one run:
+
+- `mnist`: 500-hidden RBMs on thresholded MNIST, seconds per epoch and test log-likelihood
+  against training time, for aerbm_jax, scikit-learn, rbms and learnergy (`bench_mnist`); the
+  epoch's FLOP rate against the float32 matmul peak measured in the same run;
+- `ae`: training images/s of the experiment's conv autoencoder against the same network in
+  PyTorch (`bench_ae`), at the mondrian preset's shape and batch;
+- `small`: block Gibbs sweeps/s at 784 x 500 with 2, 8, 32 and 64 chains against numpy,
+  timed back to back (`bench_timing.paired`).
+
+Writes `benchmarks/results/<tag>.json` and `<tag>.md`.
+
+  python benchmarks/tasks.py [--mnist PATH] [--only mnist,ae,small] [--epochs 10] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import jax
+
+import bench_ae
+import bench_mnist
+from aerbm_jax import autoencoder as ae
+from bench_aerbm import jax_sampler
+from bench_peers import numpy_sampler
+from bench_timing import machine_info, matmul_peak_gflops, paired
+
+jax.config.update("jax_enable_compilation_cache", False)
+
+SMALL_BATCHES = [2, 8, 32, 64]
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist.npz"
+
+
+def _installed(module: str) -> bool:
+  import importlib.util
+
+  return importlib.util.find_spec(module) is not None
+
+
+def run_mnist(args, out: dict) -> None:
+  x, x_test = bench_mnist.load(args.mnist, n_train=args.n_train, n_test=args.n_test)
+  score_at = sorted({e for e in (1, 2, 5, 10, 20, 50) if e <= args.epochs} | {args.epochs})
+  flops = bench_mnist.pcd1_flops(784, bench_mnist.N_HIDDEN, bench_mnist.BATCH) * (
+    len(x) // bench_mnist.BATCH)
+  res = {"n_train": len(x), "n_test": len(x_test), "epochs": args.epochs,
+         "ais": {"chains": args.ais_chains, "betas": args.ais_betas}, "flops_per_epoch": flops,
+         "libraries": {}}
+  for name in bench_mnist.TRAINERS:
+    if name != "aerbm_jax" and not _installed(name):
+      continue
+    print(f"mnist: {name}", flush=True)
+    res["libraries"][name] = bench_mnist.curve(name, x, x_test, args.epochs, score_at,
+                                               args.ais_chains, args.ais_betas)
+  out["mnist"] = res
+
+
+def run_ae(args, out: dict) -> None:
+  cfg = ae.AEConfig(image_size=args.ae_size, channels=3, latent_dim=128,
+                    features=(16, 32, 64, 128), batch_size=16, augment=False, progress=False)
+  threads = os.cpu_count()
+  ours = bench_ae.jax_ae(cfg, args.repeats, args.budget)
+  res = {"image_size": cfg.image_size, "batch": cfg.batch_size, "features": cfg.features,
+         "aerbm_jax": ours}
+  if _installed("torch"):
+    res["torch"] = bench_ae.torch_ae(cfg, threads, args.repeats, args.budget)
+    res["ratio"] = ours["images_per_s"] / res["torch"]["images_per_s"]
+  out["ae"] = res
+
+
+def run_small(args, out: dict) -> None:
+  rows = []
+  for batch in SMALL_BATCHES:
+    ours, steps, compile_s, _ = jax_sampler(784, 500, batch, args.budget / 4)
+    other, sweeps = numpy_sampler(784, 500, batch, args.budget / 4)
+    r = paired(ours, steps, other, sweeps, args.rounds)
+    rows.append({"batch": batch, **r, "compile_s": compile_s})
+    print(f"small batch {batch}: {r['ratio']:.2f}x numpy [{r['min']:.2f}-{r['max']:.2f}]",
+          flush=True)
+  out["small"] = rows
+
+
+def markdown(out: dict) -> str:
+  m = out["machine"]
+  lines = [f"# Time to a result: {m['backend']} ({m['device']}, {m['cores']} cores, {m['cpu']})",
+           "", f"Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items() if v)}.",
+           f"Float32 matmul peak measured in this run: {out['peak']['gflops']:.1f} GFLOP/s.", ""]
+  if "mnist" in out:
+    r = out["mnist"]
+    lines += ["## MNIST: 500 hidden units, batch 100, thresholded digits", "",
+              f"{r['n_train']} training digits; log-likelihoods on {r['n_test']} test digits by "
+              f"forward AIS ({r['ais']['chains']} chains, {r['ais']['betas']} betas; reverse "
+              "AIS beside it), the same estimator for every library. Training time only.", "",
+              "| library | median s/epoch | vs sklearn | GFLOP/s (% of matmul) | "
+              + " | ".join(f"LL @ {p['epoch']} ep (s)" for p in
+                           next(iter(r["libraries"].values()))["points"]) + " |",
+              "|---" * (4 + len(next(iter(r["libraries"].values()))["points"])) + "|"]
+    sk = r["libraries"].get("sklearn", {}).get("median_epoch_s")
+    for name, c in r["libraries"].items():
+      gf = r["flops_per_epoch"] / c["median_epoch_s"] / 1e9
+      rel = f"{sk / c['median_epoch_s']:.2f}x" if sk else "-"
+      cells = [f"{p['log_likelihood']:.2f} ({p['train_s']:.0f})" for p in c["points"]]
+      lines.append(f"| {name} | {c['median_epoch_s']:.2f} | {rel} | {gf:.1f} "
+                   f"({100 * gf / out['peak']['gflops']:.0f}%) | " + " | ".join(cells) + " |")
+    lines.append("")
+  if "ae" in out:
+    a = out["ae"]
+    lines += [f"## Autoencoder training, {a['image_size']}x{a['image_size']}x3, batch "
+              f"{a['batch']}, features {tuple(a['features'])}", "",
+              "| library | images/s | [min-max] |", "|---|---|---|",
+              f"| aerbm_jax | {a['aerbm_jax']['images_per_s']:.1f} | "
+              f"{a['aerbm_jax']['min']:.1f}-{a['aerbm_jax']['max']:.1f} |"]
+    if "torch" in a:
+      lines += [f"| torch | {a['torch']['images_per_s']:.1f} | "
+                f"{a['torch']['min']:.1f}-{a['torch']['max']:.1f} |", "",
+                f"aerbm_jax / torch: {a['ratio']:.2f}x; aerbm_jax compile "
+                f"{a['aerbm_jax']['compile_s']:.1f} s."]
+    lines.append("")
+  if "small" in out:
+    lines += ["## Small batches: 784 x 500 sampler against numpy, back to back", "",
+              "| chains | aerbm_jax / numpy | [min-max] | compile s |", "|---|---|---|---|"]
+    lines += [f"| {r['batch']} | {r['ratio']:.2f}x | {r['min']:.2f}-{r['max']:.2f} | "
+              f"{r['compile_s']:.2f} |" for r in out["small"]]
+  return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--mnist", default=str(SHARED_MNIST), help="an .npz with x_train, x_test")
+  ap.add_argument("--only", default="mnist,ae,small")
+  ap.add_argument("--epochs", type=int, default=10)
+  ap.add_argument("--n-train", type=int, default=0, help="0: all 60,000")
+  ap.add_argument("--n-test", type=int, default=2000)
+  ap.add_argument("--ais-chains", type=int, default=100)
+  ap.add_argument("--ais-betas", type=int, default=2000)
+  ap.add_argument("--ae-size", type=int, default=128)
+  ap.add_argument("--repeats", type=int, default=5)
+  ap.add_argument("--rounds", type=int, default=7)
+  ap.add_argument("--budget", type=float, default=2.0, help="seconds per timed call")
+  ap.add_argument("--quick", action="store_true", help="tiny sizes: about a minute")
+  ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+  ap.add_argument("--tag", default=None)
+  args = ap.parse_args()
+  if args.quick:
+    args.epochs, args.n_train, args.n_test, args.ais_betas, args.ais_chains = 1, 1000, 100, 50, 8
+    args.ae_size, args.repeats, args.rounds, args.budget = 32, 2, 2, 0.2
+  out: dict = {"machine": machine_info(), "peak": matmul_peak_gflops()}
+  sections = {"mnist": run_mnist, "ae": run_ae, "small": run_small}
+  for name in args.only.split(","):
+    sections[name](args, out)
+  out["peak_end"] = matmul_peak_gflops()
+  out["peak"]["gflops"] = max(out["peak"]["gflops"], out["peak_end"]["gflops"])
+  tag = args.tag or f"tasks-{out['machine']['backend']}-{out['machine']['cores']}core" + (
+    "-quick" if args.quick else "")
+  Path(args.out).mkdir(parents=True, exist_ok=True)
+  (Path(args.out) / f"{tag}.json").write_text(json.dumps(out, indent=1, default=float))
+  (Path(args.out) / f"{tag}.md").write_text(markdown(out))
+  print(markdown(out))
+
+
+if __name__ == "__main__":
+  main()
