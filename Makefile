@@ -39,8 +39,13 @@ test-all: install browser
 experiment: install
 	$(BIN)/aerbm experiment $(NAME) $(ARGS)
 
+# The peers (PyTorch, rbms, learnergy) install into .venv on first use; MNIST is read from
+# ../shared/data/mnist.npz unless ARGS has --mnist PATH.
 bench: install
-	$(BIN)/python benchmarks/throughput.py $(ARGS)
+	$(BIN)/python -c "import torch, rbms, learnergy" 2>/dev/null || \
+	  $(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/tasks.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache runs

@@ -53,7 +53,7 @@ class AEConfig:
   latent_activation: str = "sigmoid"  # "sigmoid" or "linear"
   features: tuple[int, ...] = (16, 32, 64, 128)  # channels per downsampling stage
   variational: bool = False  # a VAE: Gaussian codes with a standard normal prior
-  kl_weight: float = 0.02  # VAE: loss = MSE + kl_weight * KL / pixels (2 sigma^2 of the decoder)
+  kl_weight: float = 0.2  # VAE: loss = MSE + kl_weight * KL / pixels (2 sigma^2 of the decoder)
   learning_rate: float = 2e-3
   epochs: int = 60
   batch_size: int = 16

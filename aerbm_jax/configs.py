@@ -121,6 +121,8 @@ class ExperimentConfig:
   ais_chains: int = 32  # AIS runs per log-likelihood (forward and reverse each)
   ais_betas: int = 2000  # AIS schedule length; 0 skips AIS (exact log Z still where small)
   baselines: bool = False  # also train AE + Gaussian RBM (linear latents) and a VAE to compare
+  vae_epochs: int = 0  # the VAE's passes over the training images; 0: ae_epochs
+  vae_kl_weight: float = 0.2  # VAE loss = MSE + vae_kl_weight * KL / pixels (2 sigma^2)
   # checkpoints (a killed run resumes with --resume RUN_DIR)
   checkpoint_every_s: float = 30.0  # least time between two training checkpoints
   rbm_epochs_per_call: int = 0  # RBM epochs per compiled call; 0: ~256 updates per call
@@ -134,11 +136,12 @@ class ExperimentConfig:
       v = getattr(self, name)
       if not isinstance(v, int) or isinstance(v, bool):
         raise ValueError(f"{name} must be an int, got {v!r}")
-      zero_ok = name in ("seed", "ais_betas", "rbm_epochs_per_call")
+      zero_ok = name in ("seed", "ais_betas", "rbm_epochs_per_call", "vae_epochs")
       if v < 0 or (v == 0 and not zero_ok):
         raise ValueError(f"{name} must be {'>= 0' if zero_ok else '> 0'}, got {v}")
     for name in ("ae_learning_rate", "rbm_learning_rate", "pixel_learning_rate",
-                 "rbm_weight_decay", "held_out_fraction", "checkpoint_every_s"):
+                 "rbm_weight_decay", "held_out_fraction", "checkpoint_every_s",
+                 "vae_kl_weight"):
       v = getattr(self, name)
       if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
@@ -190,8 +193,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                 ae_epochs=150, ae_batch_size=10, rbm_batch_size=10),
   # scikit-learn's 8x8 digits, shown at 28x28 for the autoencoder.
   "digits": dict(n_images=500, image_size=28, channels=1, ae_features=(32, 64),
-                 ae_epochs=30, ae_batch_size=32, ae_augment=False, rbm_batch_size=32,
-                 rbm_epochs=100, pixel_epochs=100),
+                 ae_epochs=30, vae_epochs=90, ae_batch_size=32, ae_augment=False,
+                 rbm_batch_size=32, rbm_epochs=100, pixel_epochs=100),
 }
 # A user's folder (--data DIR) is read at the page's 128x128 colour unless overridden.
 FOLDER_DEFAULTS: dict[str, Any] = dict(image_size=128, channels=3)
