@@ -59,8 +59,13 @@ def loss(params: Any, config: AEConfig, batch: Array, key: Array) -> Array:
 
 
 def optimizer(config: AEConfig) -> optax.GradientTransformation:
-  """The autoencoder's optimiser: Adam at `config.learning_rate`."""
-  return optax.adam(config.learning_rate)
+  """The autoencoder's optimiser: Adam at `config.learning_rate`, after a linear warm-up over
+  `config.warmup_steps` updates when there is one."""
+  steps = config.warmup_steps
+  if not steps:
+    return optax.adam(config.learning_rate)
+  return optax.adam(optax.linear_schedule(config.learning_rate / steps, config.learning_rate,
+                                          steps))
 
 
 @partial(jax.jit, static_argnames=("config",), donate_argnums=(0, 1))

@@ -55,6 +55,10 @@ class AEConfig:
   variational: bool = False  # a VAE: Gaussian codes with a standard normal prior
   kl_weight: float = 0.2  # VAE: loss = MSE + kl_weight * KL / pixels (2 sigma^2 of the decoder)
   learning_rate: float = 2e-3
+  # Adam's step size rises linearly over the first warmup_steps updates: full first steps on
+  # the wide dense layers around the code can kill every ReLU at once (a network whose output
+  # never changes again).
+  warmup_steps: int = 100
   epochs: int = 60
   batch_size: int = 16
   augment: bool = True  # random horizontal flips and shifts of up to 1/16 of the image
@@ -75,6 +79,8 @@ class AEConfig:
         raise ValueError(f"{name} must be a positive int, got {v!r}")
     if not self.features or any(f < 1 for f in self.features):
       raise ValueError(f"features must be positive ints, got {self.features}")
+    if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+      raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
     if self.variational and self.latent_activation != "linear":
       raise ValueError("a VAE's codes are Gaussian: set latent_activation='linear'")
     if not math.isfinite(self.kl_weight) or self.kl_weight < 0:

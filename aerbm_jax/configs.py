@@ -99,6 +99,7 @@ class ExperimentConfig:
   ae_epochs: int = 60  # passes over the training images
   ae_batch_size: int = 16  # images per Adam step
   ae_learning_rate: float = 2e-3  # Adam's step size
+  ae_warmup_steps: int = 100  # Adam's step size rises linearly over these first updates
   ae_augment: bool = True  # random flips and small shifts of the training images
   ae_dihedral: bool = False  # also vertical flips and transposes (images with no up or left)
   # RBM on the latent codes
@@ -136,7 +137,8 @@ class ExperimentConfig:
       v = getattr(self, name)
       if not isinstance(v, int) or isinstance(v, bool):
         raise ValueError(f"{name} must be an int, got {v!r}")
-      zero_ok = name in ("seed", "ais_betas", "rbm_epochs_per_call", "vae_epochs")
+      zero_ok = name in ("seed", "ais_betas", "rbm_epochs_per_call", "vae_epochs",
+                         "ae_warmup_steps")
       if v < 0 or (v == 0 and not zero_ok):
         raise ValueError(f"{name} must be {'>= 0' if zero_ok else '> 0'}, got {v}")
     for name in ("ae_learning_rate", "rbm_learning_rate", "pixel_learning_rate",
@@ -165,7 +167,7 @@ class ExperimentConfig:
       latent_activation=self.ae_latent_activation, features=tuple(self.ae_features),
       learning_rate=self.ae_learning_rate, epochs=self.ae_epochs,
       batch_size=self.ae_batch_size, augment=self.ae_augment,
-      augment_dihedral=self.ae_dihedral)
+      augment_dihedral=self.ae_dihedral, warmup_steps=self.ae_warmup_steps)
 
   def rbm_config(self) -> train.TrainConfig:
     """The latent RBM's training settings."""

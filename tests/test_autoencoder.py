@@ -135,3 +135,16 @@ def test_augmentations_are_symmetries_and_small_circular_shifts_of_each_image():
       assert found, "not a symmetry plus a shift of at most 1/16 of the side"
       seen.add(found[0][0])
     assert len(seen) == n_kinds  # every symmetry occurs in 64 draws
+
+
+def test_adam_warms_up_over_the_first_updates():
+  cfg = ae.AEConfig(image_size=16, latent_dim=8, features=(8,), warmup_steps=100)
+  plain = ae.AEConfig(image_size=16, latent_dim=8, features=(8,), warmup_steps=0)
+  params = ae.init(jax.random.key(0), cfg)
+  grads = jax.tree.map(np.ones_like, params)
+  steps = [ae_train.optimizer(c).update(grads, ae_train.optimizer(c).init(params))[0]
+           for c in (cfg, plain)]
+  leaf = lambda t: float(np.abs(jax.tree.leaves(t)[0]).max())  # noqa: E731
+  np.testing.assert_allclose(leaf(steps[0]), leaf(steps[1]) / 100, rtol=1e-4)
+  with pytest.raises(ValueError, match="warmup_steps"):
+    ae.AEConfig(warmup_steps=-1).validate()
