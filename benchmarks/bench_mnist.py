@@ -129,13 +129,15 @@ def pcd1_flops(n: int, m: int, batch: int) -> float:
 
 
 def curve(name: str, x: np.ndarray, x_test: np.ndarray, n_epochs: int, score_at: list[int],
-          n_chains: int, n_betas: int) -> dict:
-  """Train `name` for `n_epochs`; AIS scores after the epochs in `score_at`."""
+          n_chains: int, n_betas: int, budget_s: float = float("inf")) -> dict:
+  """Train `name` for `n_epochs`, or until its training time passes `budget_s`; AIS scores
+  after the epochs in `score_at` and after the last epoch trained."""
   points, epoch_s, wall = [], [], 0.0
   for e, (seconds, params) in enumerate(TRAINERS[name](x, n_epochs), start=1):
     wall += seconds
     epoch_s.append(seconds)
-    if e in score_at:
+    last = e == n_epochs or wall >= budget_s
+    if e in score_at or last:
       t0 = time.perf_counter()
       ll = partition.log_likelihood_estimate(jax.random.key(7), params, x_test,
                                              n_chains=n_chains, n_betas=n_betas, base_data=x)
@@ -144,4 +146,6 @@ def curve(name: str, x: np.ndarray, x_test: np.ndarray, n_epochs: int, score_at:
                      "warnings": list(ll.warnings), "score_s": time.perf_counter() - t0})
       print(f"  {name} epoch {e}: {wall:.1f} s, LL {ll.log_likelihood:.2f} "
             f"(reverse {ll.reverse_log_likelihood:.2f})", flush=True)
+    if last:
+      break
   return {"epoch_s": epoch_s, "median_epoch_s": float(np.median(epoch_s)), "points": points}

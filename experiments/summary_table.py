@@ -2,7 +2,7 @@
 
 Reads `RUNS/<name>/metrics.json` of runs made with
 `aerbm experiment <name> --baselines --out RUNS/<name>` (faces, mondrian, digits) and writes
-`docs/summary.md`: per data set, the known cases and the five models (pixel RBM, AE + Bernoulli
+`docs/summary.md` (after the hand-written `docs/summary_findings.md`, if present): per data set, the known cases and the five models (pixel RBM, AE + Bernoulli
 RBM, AE + Gaussian control, AE with linear latents + Gaussian RBM, VAE) with the validated
 metrics, the nearest-training-image distance and each model's time, and the samples side by
 side.
@@ -30,7 +30,8 @@ def section(name: str, run: Path, rel: str) -> str:
   m = json.loads((run / "metrics.json").read_text())
   q = m["sample_quality"]
   order = ["pixel_rbm", "ae_rbm", "ae_gaussian", "ae_gaussian_rbm", "vae"]
-  q = {**q, "models": {k: q["models"][k] for k in order if k in q["models"]}}
+  q = {**q, "models": {k: q["models"][k] for k in order if k in q["models"]},
+       "time_s": m["timings"].get("model_s") or q.get("time_s", {})}
   labels = {"ae_gaussian_rbm": "AE, linear latents", "vae": "VAE, posterior means"}
   mse = {"AE, sigmoid latents": m["autoencoder"]["held_out_mse"],
          **{labels[k]: v["ae_held_out_mse"] for k, v in m.get("baselines", {}).items()}}
@@ -63,6 +64,9 @@ def main() -> None:
            "training and sampling on the 2-core CPU (the AE's time counts for every model "
            "built on it). Made by `aerbm experiment NAME --baselines` and "
            "`python experiments/summary_table.py`.", ""]
+  findings = root / "docs" / "summary_findings.md"
+  if findings.is_file():
+    parts += [findings.read_text(), ""]
   for name in ("mondrian", "faces", "digits"):
     if (runs / name / "metrics.json").is_file():
       parts.append(section(name, runs / name, str((runs / name).relative_to(out.parent))))
