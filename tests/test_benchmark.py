@@ -1,9 +1,11 @@
-"""The throughput benchmark's --quick mode writes complete, well-formed results (not speeds)."""
+"""The benchmarks' --quick modes write complete, well-formed results (not speeds)."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 SCRIPT = Path(__file__).parent.parent / "benchmarks" / "throughput.py"
 
@@ -53,3 +55,28 @@ def test_interrupted_benchmark_writes_the_rows_it_has(tmp_path):
   res = json.loads((tmp_path / "cut.json").read_text())
   assert res["interrupted"] and len(res["targets"]) == 2 and res["memory"]["peak_rss_bytes"] > 0
   assert "This run was interrupted" in (tmp_path / "cut.md").read_text()
+
+
+def test_quick_task_benchmark_output_format(tmp_path):
+  """tasks.py on a mock MNIST file: every section is written, with the peers installed here."""
+  rng = np.random.default_rng(0)
+  mock = tmp_path / "mnist.npz"
+  np.savez(mock, x_train=rng.integers(0, 256, (1000, 28, 28), dtype=np.uint8),
+           x_test=rng.integers(0, 256, (100, 28, 28), dtype=np.uint8))
+  script = SCRIPT.parent / "tasks.py"
+  proc = subprocess.run([sys.executable, str(script), "--quick", "--mnist", str(mock), "--out",
+                         str(tmp_path), "--tag", "tasks"], capture_output=True, text=True,
+                        timeout=600, cwd=SCRIPT.parent)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  res = json.loads((tmp_path / "tasks.json").read_text())
+  libs = res["mnist"]["libraries"]
+  assert {"aerbm_jax", "sklearn"} <= set(libs)
+  for c in libs.values():
+    assert c["median_epoch_s"] > 0 and len(c["points"]) == 1
+    assert np.isfinite(c["points"][0]["log_likelihood"]) and c["points"][0]["log_likelihood"] < 0
+  assert res["ae"]["aerbm_jax"]["images_per_s"] > 0 and res["ae"]["aerbm_jax"]["compile_s"] > 0
+  assert [r["batch"] for r in res["small"]] == [2, 8, 32, 64]
+  assert all(r["ratio"] > 0 for r in res["small"])
+  md = (tmp_path / "tasks.md").read_text()
+  for heading in ("## MNIST", "## Autoencoder training", "## Small batches"):
+    assert heading in md

@@ -112,7 +112,7 @@ def test_quick_run_with_baselines_has_the_summary_table(tmp_path):
   q = m["sample_quality"]
   assert set(q["models"]) == {"ae_rbm", "ae_gaussian", "pixel_rbm", "ae_gaussian_rbm", "vae"}
   assert list(q["cases"]) == ["held_out", "reconstructions", "blurred", "collapse", "noise"]
-  assert all(q["time_s"][n] > 0 for n in q["models"])
+  assert all(m["timings"]["model_s"][n] > 0 for n in q["models"])
   for name in ("ae_gaussian_samples.png", "ae_gaussian_rbm_samples.png", "vae_samples.png"):
     assert (out / name).is_file() and name in (out / "report.md").read_text()
   assert 0 < m["baselines"]["vae"]["ae_held_out_mse"] < 1
