@@ -99,7 +99,8 @@ def experiment_report(config: ExperimentConfig, m: dict[str, Any]) -> str:
   t = m["timings"]
   quality = ""
   if "sample_quality" in m:
-    quality = "\n### Sample quality\n" + quality_table(m["sample_quality"], {
+    q = {**m["sample_quality"], "time_s": m["timings"].get("model_s", {})}
+    quality = "\n### Sample quality\n" + quality_table(q, {
       "ae_rbm": "AE + RBM", "ae_gaussian": "AE + Gaussian (control)",
       "pixel_rbm": "pixel RBM", **{n: b["name"] for n, b in m.get("baselines", {}).items()}})
     if m.get("baselines"):
