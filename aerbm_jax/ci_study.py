@@ -28,7 +28,7 @@ from aerbm_jax import (calibration, checkpoint, data, loop, metrics, parallel, p
                        sampling, train)
 from aerbm_jax.configs import CIStudyConfig
 from aerbm_jax.html import write_report_html
-from aerbm_jax.report import likelihood_cell, likelihood_warnings, quality_table
+from aerbm_jax.report import METRIC_NAMES, likelihood_cell, likelihood_warnings, quality_table
 from aerbm_jax.runs import open_run, read_done
 
 __all__ = ["run_study"]
@@ -228,16 +228,13 @@ def _plots(rows, config: CIStudyConfig, run_dir: Path) -> None:
   plt.close(fig)
 
 
-_METRIC_NAMES = {"kid": "KID", "mmd2": "MMD^2", "precision": "precision", "recall": "recall"}
-
-
 def _report(rows, config: CIStudyConfig, source: str, total_s: float,
             cal: dict[str, Any]) -> str:
   by = {(r["space"], r["n"]): r for r in rows}
   latents = [f"latent{d}" for d in config.latent_dims]
   shown = [m for m in ("kid", "mmd2", "precision", "recall") if m in cal["validated"]]
   head = ("| N | space | visible | rel. width <v> | rel. width W W^T | mean-image width (pixels) | "
-          + " | ".join(_METRIC_NAMES[m] for m in shown) + (" | " if shown else "") + "NN ratio |")
+          + " | ".join(METRIC_NAMES[m] for m in shown) + (" | " if shown else "") + "NN ratio |")
   lines = [head, "|" + "---|" * (7 + len(shown))]
   for r in rows:
     o = r["own_space"]

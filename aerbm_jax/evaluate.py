@@ -18,7 +18,7 @@ import jax
 from aerbm_jax import autoencoder as ae
 from aerbm_jax import baselines, calibration, checkpoint, partition, sampling
 from aerbm_jax.html import write_report_html
-from aerbm_jax.report import likelihood_cell, likelihood_warnings, quality_table
+from aerbm_jax.report import MODEL_NAMES, likelihood_cell, likelihood_warnings, quality_table
 from aerbm_jax.runs import claim, load_run, load_split, read_json
 
 __all__ = ["evaluate_run"]
@@ -87,8 +87,7 @@ def _table(r: dict[str, Any]) -> str:
     "pixel distance from a sample to its nearest training image over the held-out images' "
     "(about 1 for new images, near 0 for copies).",
     "",
-    quality_table(r["sample_quality"], {"ae_rbm": "AE + RBM", "ae_gaussian":
-                                        "AE + Gaussian (control)", "pixel_rbm": "pixel RBM"}),
+    quality_table(r["sample_quality"], MODEL_NAMES),
   ]
   ll = r["log_likelihood"]
   lines += ["## Held-out log-likelihood (each in its own space; not comparable with each other)",

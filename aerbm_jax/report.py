@@ -7,7 +7,8 @@ from typing import Any
 
 from aerbm_jax.configs import ExperimentConfig
 
-__all__ = ["experiment_report", "fmt", "likelihood_cell", "likelihood_warnings", "quality_table"]
+__all__ = ["experiment_report", "fmt", "likelihood_cell", "likelihood_warnings", "quality_table",
+           "METRIC_NAMES", "MODEL_NAMES"]
 
 
 def fmt(x: Any) -> str:
@@ -35,6 +36,9 @@ def likelihood_warnings(named: dict[str, dict[str, Any] | None]) -> str:
   return ("\n\nAIS warnings:\n" + "\n".join(lines)) if lines else ""
 
 
+METRIC_NAMES = {"kid": "KID", "mmd2": "MMD^2", "precision": "precision", "recall": "recall"}
+MODEL_NAMES = {"ae_rbm": "AE + RBM", "ae_gaussian": "AE + Gaussian (control)",
+               "pixel_rbm": "pixel RBM"}  # the recipe's models, as the tables name them
 _CASE_NAMES = {"held_out": "*held-out images*", "reconstructions": "*AE reconstructions*",
                "blurred": "*blurred held-out*", "collapse": "*collapse (averages)*",
                "noise": "*uniform noise*"}
@@ -44,7 +48,7 @@ def quality_table(q: dict[str, Any], names: dict[str, str] | None = None) -> str
   """Markdown for `calibration.evaluate` output: the known cases (in italics) then the models,
   with only the metrics whose known-case order held, and a line on those that failed."""
   shown = [m for m in ("kid", "mmd2", "precision", "recall") if m in q["validated"]]
-  head = {"kid": "KID (± s.e.)", "mmd2": "MMD^2", "precision": "precision", "recall": "recall"}
+  head = {**METRIC_NAMES, "kid": "KID (± s.e.)"}
   times = q.get("time_s", {})
   cols = [head[m] for m in shown] + ["NN distance ratio", "time (s)"]
   lines = ["| set | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
@@ -101,8 +105,7 @@ def experiment_report(config: ExperimentConfig, m: dict[str, Any]) -> str:
   if "sample_quality" in m:
     q = {**m["sample_quality"], "time_s": m["timings"].get("model_s", {})}
     quality = "\n### Sample quality\n" + quality_table(q, {
-      "ae_rbm": "AE + RBM", "ae_gaussian": "AE + Gaussian (control)",
-      "pixel_rbm": "pixel RBM", **{n: b["name"] for n, b in m.get("baselines", {}).items()}})
+      **MODEL_NAMES, **{n: b["name"] for n, b in m.get("baselines", {}).items()}})
     if m.get("baselines"):
       quality = _BASELINE_PICTURES + quality
   return f"""# Experiment `{config.name}`
