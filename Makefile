@@ -46,6 +46,7 @@ bench: install
 	  $(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/tasks.py $(ARGS)
+	$(BIN)/python benchmarks/small_bound.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache runs

@@ -43,7 +43,8 @@ def _installed(module: str) -> bool:
 
 def run_mnist(args, out: dict) -> None:
   x, x_test = bench_mnist.load(args.mnist, n_train=args.n_train, n_test=args.n_test)
-  score_at = sorted({e for e in (1, 2, 5, 10, 20, 50) if e <= args.epochs} | {args.epochs})
+  # Every epoch up to 10, then sparser: the time-to-a-likelihood table reads these points.
+  score_at = sorted({e for e in (*range(1, 11), 20, 50) if e <= args.epochs} | {args.epochs})
   flops = bench_mnist.pcd1_flops(784, bench_mnist.N_HIDDEN, bench_mnist.BATCH) * (
     len(x) // bench_mnist.BATCH)
   res = {"n_train": len(x), "n_test": len(x_test), "epochs": args.epochs,
@@ -57,6 +58,33 @@ def run_mnist(args, out: dict) -> None:
     res["libraries"][name] = bench_mnist.curve(name, x, x_test, args.epochs, score_at,
                                                args.ais_chains, args.ais_betas, args.budget_s)
   out["mnist"] = res
+
+
+def time_to(points: list[dict], level: float, key: str = "log_likelihood") -> float | None:
+  """Training seconds at the first scored point whose `key` estimate reaches `level`."""
+  return next((p["train_s"] for p in points if p[key] >= level), None)
+
+
+def time_to_same_ll(libraries: dict, key: str = "log_likelihood") -> list[dict]:
+  """For every new best likelihood of a peer (a scored point above all its earlier ones): the
+  fastest peer's time to it and aerbm_jax's (both read at scored epochs, so each time is an
+  upper bound), and their ratio."""
+  ours = libraries["aerbm_jax"]["points"]
+  rows, levels = [], set()
+  for name, c in libraries.items():
+    best = -float("inf")
+    for p in c["points"] if name != "aerbm_jax" else []:
+      if p[key] > best:
+        best = p[key]
+        levels.add(best)
+  for level in sorted(levels):
+    peers = [(t, n) for n, c in libraries.items() if n != "aerbm_jax"
+             if (t := time_to(c["points"], level, key)) is not None]
+    t_peer, peer = min(peers)
+    t_ours = time_to(ours, level, key)
+    rows.append({"level": level, "peer": peer, "peer_s": t_peer, "aerbm_jax_s": t_ours,
+                 "ratio": None if t_ours is None else t_peer / t_ours})
+  return rows
 
 
 def run_ae(args, out: dict) -> None:
@@ -98,16 +126,31 @@ def markdown(out: dict) -> str:
               f"Each library trains {r['epochs']} epochs or until its training time passes "
               f"{r['budget_s']:.0f} s.", "",
               "| library | median s/epoch | vs sklearn | GFLOP/s (% of matmul) | "
-              "test LL after (epochs, training s) |", "|---|---|---|---|---|"]
+              "test LL, forward [reverse] AIS, after (epochs, training s) |",
+              "|---|---|---|---|---|"]
     sk = r["libraries"].get("sklearn", {}).get("median_epoch_s")
     for name, c in r["libraries"].items():
       gf = r["flops_per_epoch"] / c["median_epoch_s"] / 1e9
       rel = f"{sk / c['median_epoch_s']:.2f}x" if sk else "-"
-      cells = [f"{p['log_likelihood']:.2f} ({p['epoch']}, {p['train_s']:.0f} s)"
-               for p in c["points"]]
+      cells = [f"{p['log_likelihood']:.1f} [{p['reverse_log_likelihood']:.1f}] "
+               f"({p['epoch']}, {p['train_s']:.0f} s)" for p in c["points"]]
       lines.append(f"| {name} | {c['median_epoch_s']:.2f} | {rel} | {gf:.1f} "
                    f"({100 * gf / out['peak']['gflops']:.0f}%) | " + "; ".join(cells) + " |")
     lines.append("")
+    if len(r["libraries"]) > 1:
+      lines += ["Time to the same log-likelihood: for each new best a peer reached at a "
+                "scored epoch, the fastest peer's training time to it against aerbm_jax's (both "
+                "read at scored epochs). Forward AIS overestimates a log-likelihood and "
+                "reverse AIS underestimates it, so the table is given on each.", "",
+                "| estimate | LL level | fastest peer | peer s | aerbm_jax s | peer / aerbm_jax |",
+                "|---|---|---|---|---|---|"]
+      for key, label in (("log_likelihood", "forward"), ("reverse_log_likelihood", "reverse")):
+        for row in time_to_same_ll(r["libraries"], key):
+          ours = "not reached" if row["aerbm_jax_s"] is None else f"{row['aerbm_jax_s']:.1f}"
+          ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x"
+          lines.append(f"| {label} | {row['level']:.1f} | {row['peer']} | {row['peer_s']:.1f} | "
+                       f"{ours} | {ratio} |")
+      lines.append("")
   if "ae" in out:
     a = out["ae"]
     lines += [f"## Autoencoder training, {a['image_size']}x{a['image_size']}x3, batch "

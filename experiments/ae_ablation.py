@@ -10,6 +10,9 @@ Arguments are key=value pairs:
   aug=flipshift|dihedral|dihedralshift|dihedralperm|dihedralshiftperm|none
   steps=600 bs=16 lr=2e-3 sched=const|cos latent=128 norm=none|gn act=relu|lrelu|gelu|silu
   loss=mse|l1 coord=0|1|2 (CoordConv channels in the decoder, 2: encoder too) blocks=0
+  warmup=0 (Adam warm-up updates) shiftdiv=16 (circular shifts up to side/shiftdiv)
+  wd=0 (AdamW's decoupled weight decay) mix=0 (probability of joining two compositions
+  along a random cut with a black line, as the generator splits a canvas)
 
   python experiments/ae_ablation.py steps=1500 features=16,32,64 aug=dihedralshift
 """
@@ -63,11 +66,15 @@ class AE(nn.Module):
 m = AE()
 params = jax.jit(m.init)(jax.random.key(1), xtr[:1])
 print("params", sum(p.size for p in jax.tree.leaves(params)))
+warmup = int(args.get("warmup", 0)); wd = float(args.get("wd", 0))
+shiftdiv = int(args.get("shiftdiv", 16)); mix = float(args.get("mix", 0))
 if sched == "cos":
   sch = optax.warmup_cosine_decay_schedule(lr*0.1, lr, min(100, steps//10), steps, lr*0.02)
+elif warmup:
+  sch = optax.linear_schedule(lr / warmup, lr, warmup)
 else:
   sch = lr
-opt = optax.adam(sch)
+opt = optax.adamw(sch, weight_decay=wd) if wd else optax.adam(sch)
 ost = opt.init(params)
 def augment(key, x):
   k1, k2, k3 = jax.random.split(key, 3)
@@ -83,8 +90,24 @@ def augment(key, x):
     perms = jnp.array([[0,1,2],[0,2,1],[1,0,2],[1,2,0],[2,0,1],[2,1,0]])
     pi = perms[jax.random.randint(jax.random.fold_in(k1, 3), (x.shape[0],), 0, 6)]
     x = jnp.take_along_axis(x, pi[:, None, None, :], axis=3)
+  if mix:
+    # Join image i (before the cut) and image i+1 (after it) along a random row or column
+    # cut, with a black line over the seam 1-4 pixels wide: a split of a canvas.
+    km, ka, kc, kw = jax.random.split(jax.random.fold_in(k2, 11), 4)
+    side = x.shape[1]; pos = jnp.arange(side)
+    cut = jax.random.randint(kc, (x.shape[0], 1), side // 8, side - side // 8)
+    half = jax.random.randint(kw, (x.shape[0], 1), 1, 3)
+    mask = (pos[None] >= cut).astype(x.dtype)  # (B, S): after the cut
+    line = (jnp.abs(pos[None] - cut) < half).astype(x.dtype)
+    rows = jax.random.bernoulli(ka, 0.5, (x.shape[0], 1, 1, 1))
+    m2 = jnp.where(rows, mask[:, :, None, None], mask[:, None, :, None])
+    l2 = jnp.where(rows, line[:, :, None, None], line[:, None, :, None])
+    y = x * (1 - m2) + jnp.roll(x, 1, axis=0) * m2
+    y = y * (1 - l2) + 0.05 * l2
+    on = jax.random.bernoulli(km, mix, (x.shape[0], 1, 1, 1))
+    x = jnp.where(on, y, x)
   if aug in ("flipshift",) or "shift" in aug:
-    lim = max(1, x.shape[1] // 16)
+    lim = max(1, x.shape[1] // shiftdiv)
     sh = jax.random.randint(jax.random.fold_in(k3, 7), (x.shape[0], 2), -lim, lim + 1)
     x = jax.vmap(lambda i, s: jnp.roll(i, s, axis=(0, 1)))(x, sh)
   return x

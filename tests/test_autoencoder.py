@@ -107,7 +107,9 @@ def test_vae_trains_its_prior_decodes_and_kl_pulls_codes_to_the_prior():
     ae.encode_stats(params, ae.AEConfig(image_size=16, latent_dim=8, features=(8, 16)), images)
 
 
-@pytest.mark.parametrize("shape", [(2, 4, 4, 3, 5), (1, 8, 6, 16, 3), (3, 1, 1, 2, 2)])
+# Outputs below and above ae._FEW_OUTPUTS take the two code paths.
+@pytest.mark.parametrize("shape", [(2, 4, 4, 3, 5), (1, 8, 6, 16, 3), (3, 1, 1, 2, 2),
+                                   (2, 3, 5, 4, 16), (1, 2, 2, 8, 20)])
 def test_upsample_conv_equals_upsampling_then_a_same_convolution(shape):
   b, h, w, cin, cout = shape
   rng = np.random.default_rng(0)

@@ -80,3 +80,36 @@ def test_quick_task_benchmark_output_format(tmp_path):
   md = (tmp_path / "tasks.md").read_text()
   for heading in ("## MNIST", "## Autoencoder training", "## Small batches"):
     assert heading in md
+  assert "Time to the same log-likelihood" in md
+
+
+def test_time_to_the_same_log_likelihood_reads_the_fastest_peer_at_each_level():
+  sys.path.insert(0, str(SCRIPT.parent))
+  import tasks
+
+  def pts(*pairs):
+    return {"points": [{"train_s": t, "log_likelihood": ll} for t, ll in pairs]}
+
+  libs = {"aerbm_jax": pts((2, -120), (4, -100)), "slow": pts((10, -110), (15, -130), (20, -95)),
+          "fast": pts((5, -110))}
+  rows = tasks.time_to_same_ll(libs)
+  assert [r["level"] for r in rows] == [-110, -95]  # -130 is no new best of "slow"
+  # -110: "fast" reaches it at 5 s, before "slow"; aerbm_jax first at its 4 s point.
+  assert (rows[0]["peer"], rows[0]["peer_s"], rows[0]["aerbm_jax_s"]) == ("fast", 5, 4)
+  assert rows[0]["ratio"] == 5 / 4
+  # -95: only "slow" reaches it, and aerbm_jax never does.
+  assert rows[1]["peer"] == "slow" and rows[1]["aerbm_jax_s"] is None and rows[1]["ratio"] is None
+
+
+def test_small_batch_bound_writes_every_column(tmp_path):
+  proc = subprocess.run([sys.executable, "small_bound.py", "--batches", "2", "--out",
+                         str(tmp_path)], capture_output=True, text=True, timeout=300,
+                        cwd=SCRIPT.parent)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  (md,) = tmp_path.glob("small-bound-*.md")
+  row = [line for line in md.read_text().splitlines() if line.startswith("| 2 |")]
+  cells = [c.strip() for c in row[0].strip("|").split("|")]
+  times = [float(c) for c in cells[1:5]]
+  assert len(cells) == 7 and all(t > 0 for t in times)
+  # The matmuls alone are part of the sweep, so they cannot take longer than all of it.
+  assert times[1] <= times[0] * 1.2 and times[3] <= times[2] * 1.2

@@ -1,0 +1,93 @@
+"""What bounds the sampler at small batches: a 784 x 500 sweep against its two matmuls alone.
+
+For aerbm_jax and numpy (`bench_peers.numpy_sampler`, as `tasks.py` runs it), times one full
+block Gibbs sweep (matmuls, sigmoids, uniforms, Bernoulli draws) and the same loop with the draws replaced by a threshold (matmuls and
+sigmoids only), per sweep, medians of 7 calls. Where the matmuls alone take as long as
+numpy's matmuls, the ratio to numpy cannot exceed numpy's full sweep over our matmuls.
+Writes `benchmarks/results/small-bound-<backend>-<cores>core.md`.
+
+  python benchmarks/small_bound.py [--batches 2,8,32,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aerbm_jax import rbm, sampling
+from bench_peers import numpy_sampler
+from bench_timing import machine_info
+
+N_VISIBLE, N_HIDDEN = 784, 500
+
+
+def _per_call(f, repeats: int = 7) -> float:
+  """Median seconds of `f()` after one warm-up call."""
+  f()
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    f()
+    times.append(time.perf_counter() - t0)
+  return float(np.median(times))
+
+
+def measure(batch: int, sweeps: int) -> dict:
+  """Microseconds per sweep: ours (full, matmuls only) and numpy's (full, matmuls only)."""
+  params = rbm.init(jax.random.key(0), N_VISIBLE, N_HIDDEN)
+  state = sampling.init(params, jnp.zeros((batch, N_VISIBLE)))
+  full = jax.jit(lambda k, s: sampling.run(k, s, params, sweeps)[0].v)
+
+  def body(v, _):  # the sweep's matmuls and sigmoids, draws replaced by a threshold
+    h = (jax.nn.sigmoid(v @ params.W + params.c) > 0.5).astype(jnp.float32)
+    return (jax.nn.sigmoid(h @ params.W.T + params.b) > 0.5).astype(jnp.float32), None
+
+  matmuls = jax.jit(lambda v: jax.lax.scan(body, v, None, sweeps)[0])
+  key = jax.random.key(1)
+  ours = _per_call(lambda: full(key, state).block_until_ready()) / sweeps
+  ours_mm = _per_call(lambda: matmuls(state.v).block_until_ready()) / sweeps
+  W, v0 = np.asarray(params.W), np.zeros((batch, N_VISIBLE), np.float32)
+  n_np = max(1, sweeps // 4)
+
+  def np_matmuls():
+    v = v0
+    for _ in range(n_np):
+      v = ((v @ W > 0).astype(np.float32) @ W.T > 0).astype(np.float32)
+
+  np_full, np_steps = numpy_sampler(N_VISIBLE, N_HIDDEN, batch, 0.3)  # tasks.py's numpy
+  numpy_full, numpy_mm = _per_call(np_full) / np_steps, _per_call(np_matmuls) / n_np
+  return {"batch": batch, "aerbm_us": 1e6 * ours, "aerbm_matmuls_us": 1e6 * ours_mm,
+          "numpy_us": 1e6 * numpy_full, "numpy_matmuls_us": 1e6 * numpy_mm,
+          "ratio": numpy_full / ours, "ceiling": numpy_full / ours_mm}
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--batches", default="2,8,32,64")
+  ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+  args = ap.parse_args()
+  m = machine_info()
+  rows = [measure(b, 2000 if b <= 8 else 500) for b in map(int, args.batches.split(","))]
+  lines = [f"# Small batches, what bounds them: {m['backend']} ({m['device']}, {m['cores']} "
+           f"cores, {m['cpu']})", "", "`python benchmarks/small_bound.py`. Microseconds per "
+           "784 x 500 sweep; 'matmuls' is the same loop with the draws replaced by a "
+           "threshold; the ceiling is numpy's sweep over our matmuls alone (what free "
+           "random numbers would give).", "",
+           "| chains | aerbm_jax | aerbm_jax matmuls | numpy | numpy matmuls | ratio | ceiling |",
+           "|---|---|---|---|---|---|---|"]
+  lines += [f"| {r['batch']} | {r['aerbm_us']:.0f} | {r['aerbm_matmuls_us']:.0f} | "
+            f"{r['numpy_us']:.0f} | {r['numpy_matmuls_us']:.0f} | {r['ratio']:.2f}x | "
+            f"{r['ceiling']:.2f}x |" for r in rows]
+  text = "\n".join(lines) + "\n"
+  Path(args.out).mkdir(parents=True, exist_ok=True)
+  (Path(args.out) / f"small-bound-{m['backend']}-{m['cores']}core.md").write_text(text)
+  print(text)
+
+
+if __name__ == "__main__":
+  main()
