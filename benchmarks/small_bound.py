@@ -12,7 +12,6 @@ Writes `benchmarks/results/small-bound-<backend>-<cores>core.md`.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import jax
@@ -21,20 +20,14 @@ import numpy as np
 
 from aerbm_jax import rbm, sampling
 from bench_peers import numpy_sampler
-from bench_timing import machine_info
+from bench_timing import machine_info, timed
 
 N_VISIBLE, N_HIDDEN = 784, 500
 
 
-def _per_call(f, repeats: int = 7) -> float:
-  """Median seconds of `f()` after one warm-up call."""
-  f()
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    f()
-    times.append(time.perf_counter() - t0)
-  return float(np.median(times))
+def _per_unit(f, units: int) -> float:
+  """Median seconds per unit of `f()`, which does `units` of them, over 7 calls."""
+  return 1.0 / timed(f, units, 7)["rate"]
 
 
 def measure(batch: int, sweeps: int) -> dict:
@@ -49,8 +42,8 @@ def measure(batch: int, sweeps: int) -> dict:
 
   matmuls = jax.jit(lambda v: jax.lax.scan(body, v, None, sweeps)[0])
   key = jax.random.key(1)
-  ours = _per_call(lambda: full(key, state).block_until_ready()) / sweeps
-  ours_mm = _per_call(lambda: matmuls(state.v).block_until_ready()) / sweeps
+  ours = _per_unit(lambda: full(key, state).block_until_ready(), sweeps)
+  ours_mm = _per_unit(lambda: matmuls(state.v).block_until_ready(), sweeps)
   W, v0 = np.asarray(params.W), np.zeros((batch, N_VISIBLE), np.float32)
   n_np = max(1, sweeps // 4)
 
@@ -60,7 +53,7 @@ def measure(batch: int, sweeps: int) -> dict:
       v = ((v @ W > 0).astype(np.float32) @ W.T > 0).astype(np.float32)
 
   np_full, np_steps = numpy_sampler(N_VISIBLE, N_HIDDEN, batch, 0.3)  # tasks.py's numpy
-  numpy_full, numpy_mm = _per_call(np_full) / np_steps, _per_call(np_matmuls) / n_np
+  numpy_full, numpy_mm = _per_unit(np_full, np_steps), _per_unit(np_matmuls, n_np)
   return {"batch": batch, "aerbm_us": 1e6 * ours, "aerbm_matmuls_us": 1e6 * ours_mm,
           "numpy_us": 1e6 * numpy_full, "numpy_matmuls_us": 1e6 * numpy_mm,
           "ratio": numpy_full / ours, "ceiling": numpy_full / ours_mm}

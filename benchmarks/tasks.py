@@ -72,8 +72,10 @@ def time_to_same_ll(libraries: dict, key: str = "log_likelihood") -> list[dict]:
   ours = libraries["aerbm_jax"]["points"]
   rows, levels = [], set()
   for name, c in libraries.items():
+    if name == "aerbm_jax":
+      continue
     best = -float("inf")
-    for p in c["points"] if name != "aerbm_jax" else []:
+    for p in c["points"]:
       if p[key] > best:
         best = p[key]
         levels.add(best)
