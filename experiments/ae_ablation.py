@@ -92,7 +92,7 @@ def augment(key, x):
     x = jnp.take_along_axis(x, pi[:, None, None, :], axis=3)
   if mix:
     # Join image i (before the cut) and image i+1 (after it) along a random row or column
-    # cut, with a black line over the seam 1-4 pixels wide: a split of a canvas.
+    # cut, with a black line over the seam 1 or 3 pixels wide: a split of a canvas.
     km, ka, kc, kw = jax.random.split(jax.random.fold_in(k2, 11), 4)
     side = x.shape[1]; pos = jnp.arange(side)
     cut = jax.random.randint(kc, (x.shape[0], 1), side // 8, side - side // 8)
