@@ -97,7 +97,7 @@ class TrainState(NamedTuple):
 
   params: RBM  # W: (n_visible, n_hidden), biases (n_visible,), (n_hidden,)
   opt_state: optax.OptState  # optim.GuardedSGDState: count (), momentum like params, finite ()
-  chains: GibbsState  # PCD: v (chains, n_visible), h (chains, n_hidden); CD: (0, ...) placeholders
+  chains: GibbsState  # PCD: v (chains, n_visible), h = p(h|v) (chains, n_hidden); CD: (0, ...)
   offsets: Offsets  # centring: visible (n_visible,) = data mean, hidden (n_hidden,); unused
   # unless is_centred(config, params)
 

@@ -93,18 +93,20 @@ class _RBMEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     return state
 
   def _store(self, state, dtype, x=None) -> None:
-    """The fitted attributes, as numpy in the input's float dtype. CD keeps no persistent
-    chains, so its `h_samples_` are hidden samples at the first `batch_size` rows of `x`."""
+    """The fitted attributes, as numpy in the input's float dtype. `h_samples_` are hidden
+    samples: PCD's drawn from its chains' `p(h | v)`; CD keeps no persistent chains, so its are
+    drawn at the first `batch_size` rows of `x`."""
     p = state.params
     self.components_ = np.asarray(p.W, dtype).T.copy()
     self.intercept_hidden_ = np.asarray(p.c, dtype)
     self.intercept_visible_ = np.asarray(p.b, dtype)
     if self._visible == "gaussian":
       self.sigma_ = np.exp(np.asarray(p.log_sigma, np.float64)).astype(dtype)
+    rng = check_random_state(self.random_state)
     if self.method == "pcd" or x is None:
-      self.h_samples_ = np.asarray(state.chains.h, dtype)
+      p_h = np.asarray(state.chains.h, dtype)
+      self.h_samples_ = (rng.uniform(size=p_h.shape) < p_h).astype(dtype)
     else:
-      rng = check_random_state(self.random_state)
       self.h_samples_ = self._sample_hiddens(np.asarray(x[:self.batch_size], dtype), rng)
     self._n_features_out = self.components_.shape[0]
     self._state = jax.tree.map(np.asarray, state)

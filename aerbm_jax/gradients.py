@@ -52,7 +52,7 @@ def weight_statistics(v: Array, h: Array, precision=rbm.SAMPLER_PRECISION) -> Ar
 
 def contrastive_grad(params: RBM, v_data: Array, v_model: Array,
                      precision=rbm.SAMPLER_PRECISION, h_data: Array | None = None,
-                     offsets: Offsets | None = None) -> RBM:
+                     offsets: Offsets | None = None, h_model: Array | None = None) -> RBM:
   """Gradient of the negative mean log-likelihood, estimated with model samples `v_model`.
 
   Bernoulli models use the closed form `-(<v h^T>_data - <v h^T>_model)` with data and model
@@ -71,6 +71,7 @@ def contrastive_grad(params: RBM, v_data: Array, v_model: Array,
       and model weights sum to zero, so the offsets' own product cancels), and the result is
       the direction in which a step on the centred parameters moves the plain ones
       (`centred_update` of the centred gradient).
+    h_model: `p(h | v_model)`, `(chains, n_hidden)`, if already computed (Bernoulli only).
 
   Returns:
     The gradient, a pytree like `params`: the plain direction of the centred gradient with
@@ -85,7 +86,8 @@ def contrastive_grad(params: RBM, v_data: Array, v_model: Array,
     return jax.grad(lambda p: jnp.sum(weights * rbm.free_energy(p, v_all, precision)))(params)
   if h_data is None:
     h_data = rbm.hidden_prob(params, v_data, precision)
-  h_model = rbm.hidden_prob(params, v_model, precision)
+  if h_model is None:
+    h_model = rbm.hidden_prob(params, v_model, precision)
   h_all = jnp.concatenate([h_data, h_model])
   # A weighted sum as a matvec: XLA's CPU column reduction of a wide (B, n) array is far
   # slower than a matrix-vector product at the pixel size.
@@ -103,12 +105,25 @@ def contrastive_grad(params: RBM, v_data: Array, v_model: Array,
   )
 
 
+def _chain(key: Array, params: RBM, p_h: Array, k: int, uniform_bits: int | None,
+           precision: str | None) -> Array:
+  """The visibles after k sweeps of chains whose current `p(h | v)` is `p_h`: the first
+  sweep's hidden probabilities are not computed again (`sampling.half_step`)."""
+  key_first, key_rest = jax.random.split(key)
+  state = sampling.half_step(key_first, p_h, params, uniform_bits, precision)
+  if k > 1:
+    state, _ = sampling.run(key_rest, state, params, k - 1, uniform_bits=uniform_bits,
+                            precision=precision)
+  return state.v
+
+
 def cd_grad(
   key: Array, params: RBM, v_data: Array, k: int = 1,
   uniform_bits: int | None = DEFAULT_UNIFORM_BITS, precision: str | None = None,
   h_data: Array | None = None, offsets: Offsets | None = None,
 ) -> tuple[RBM, Array]:
-  """CD-k: chains start at the data and run k sweeps.
+  """CD-k: chains start at the data and run k sweeps, the first from `p(h | v_data)`, the
+  positive statistics' own hidden probabilities.
 
   Args:
     key: PRNG key for the sweeps.
@@ -123,12 +138,10 @@ def cd_grad(
     `(grads, v_model)`: the gradient and the chains' final visibles `(batch, n_visible)`.
   """
   if h_data is None:
-    start = sampling.init(params, v_data)  # start.h = p(h | v_data), the positive statistics
-  else:
-    start = GibbsState(v=v_data, h=h_data)
-  final, _ = sampling.run(key, start, params, k, uniform_bits=uniform_bits, precision=precision)
-  return (contrastive_grad(params, v_data, final.v, precision, h_data=start.h, offsets=offsets),
-          final.v)
+    h_data = rbm.hidden_prob(params, v_data, precision)
+  v_model = _chain(key, params, h_data, k, uniform_bits, precision)
+  return (contrastive_grad(params, v_data, v_model, precision, h_data=h_data, offsets=offsets),
+          v_model)
 
 
 def pcd_grad(
@@ -144,23 +157,31 @@ def pcd_grad(
 ) -> tuple[RBM, GibbsState]:
   """PCD-k (Tieleman 2008): persistent chains advance k sweeps.
 
+  The chains keep `h = p(h | v)` of their visibles, computed for the previous update's
+  negative statistics, and each update's first sweep samples its hidden units from it
+  (`sampling.half_step`): that half-sweep uses the previous update's parameters, as the
+  persistent chain of the Theano RBM tutorial (which keeps the hidden sample) does, and saves
+  one of the update's matmuls.
+
   Args:
     key: PRNG key for the sweeps.
     params: the model.
     v_data: `(batch, n_visible)` data rows.
-    chains: the persistent chains, `GibbsState` of `(chains, ...)` arrays.
+    chains: the persistent chains, `GibbsState` of `(chains, ...)` arrays, `h` holding
+      `p(h | v)` (as `sampling.init` and this function leave it).
     k: Gibbs sweeps.
     uniform_bits, precision: as in `sampling.step`.
     h_data: `p(h | v_data)` if the caller has it already.
     offsets: centring offsets: the plain direction of the centred gradient (`contrastive_grad`).
 
   Returns:
-    `(grads, chains)`: the gradient and the advanced chains.
+    `(grads, chains)`: the gradient and the advanced chains, `h` = `p(h | v)` under `params`.
   """
-  chains, _ = sampling.run(key, chains, params, k, uniform_bits=uniform_bits,
-                           precision=precision)
-  return (contrastive_grad(params, v_data, chains.v, precision, h_data=h_data, offsets=offsets),
-          chains)
+  v_model = _chain(key, params, chains.h, k, uniform_bits, precision)
+  h_model = rbm.hidden_prob(params, v_model, precision)
+  grads = contrastive_grad(params, v_data, v_model, precision, h_data=h_data, offsets=offsets,
+                           h_model=h_model)
+  return grads, GibbsState(v=v_model, h=h_model)
 
 
 def centred_update(centred: BernoulliRBM, offsets: Offsets) -> BernoulliRBM:

@@ -28,6 +28,7 @@ __all__ = [
   "GibbsInfo",
   "init",
   "step",
+  "half_step",
   "run",
   "random_visible",
   "sample",
@@ -42,7 +43,8 @@ class GibbsState(NamedTuple):
   """State of a batch of block Gibbs chains."""
 
   v: Array  # shape=(chains, n_visible)
-  h: Array  # shape=(chains, n_hidden), the hidden sample that produced v (or p(h|v0) at init)
+  h: Array  # shape=(chains, n_hidden), the hidden sample that produced v, or p(h|v) (at init,
+  # and in PCD's training chains, `gradients.pcd_grad`)
 
 
 class GibbsInfo(NamedTuple):
@@ -84,21 +86,38 @@ def step(
   Returns:
     The new state and the sweep's `GibbsInfo`.
   """
+  p_h = rbm.hidden_prob(params, state.v, precision)
+  new = half_step(key, p_h, params, uniform_bits, precision)
+  return GibbsState(*(x.astype(state.v.dtype) for x in new)), GibbsInfo(hidden_prob=p_h)
+
+
+def half_step(
+  key: Array, p_h: Array, params: RBM, uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
+  precision: str | None = rbm.SAMPLER_PRECISION,
+) -> GibbsState:
+  """The second half of a sweep, from hidden probabilities already computed: `h ~ p_h`, then
+  `v ~ p(v|h)`. `step` from a state whose `v` gave `p_h` draws the same, one matmul sooner.
+
+  Args:
+    key: PRNG key, used once.
+    p_h: `(chains, n_hidden)` hidden probabilities, `p(h | v)` of the chains' visibles.
+    params: the model.
+    uniform_bits, precision: as in `step`.
+
+  Returns:
+    The state after the sweep: `v` and the hidden sample `h` that produced it.
+  """
   if isinstance(params, BernoulliRBM):
     # Bernoulli models draw the sweep's hidden and visible uniforms from one call, which costs
     # one hash launch instead of two and matters most at small batches.
-    batch, n, m = state.v.shape[0], rbm.n_visible(params), rbm.n_hidden(params)
+    batch, n, m = p_h.shape[0], rbm.n_visible(params), rbm.n_hidden(params)
     (u_h, u_v), scale = uniforms(key, (batch, m + n), uniform_bits, split=m)
-    dtype = state.v.dtype
-    p_h = rbm.hidden_prob(params, state.v, precision)
-    h = (u_h < p_h * scale).astype(dtype)
-    v = (u_v < rbm.visible_mean(params, h, precision) * scale).astype(dtype)
-    return GibbsState(v=v, h=h), GibbsInfo(hidden_prob=p_h)
+    h = (u_h < p_h * scale).astype(p_h.dtype)
+    return GibbsState(v=(u_v < rbm.visible_mean(params, h, precision) * scale).astype(p_h.dtype),
+                      h=h)
   key_h, key_v = jax.random.split(key)
-  p_h = rbm.hidden_prob(params, state.v, precision)
   h = bernoulli(key_h, p_h, uniform_bits)
-  v = rbm.sample_visible(key_v, params, h, uniform_bits, precision)
-  return GibbsState(v=v, h=h), GibbsInfo(hidden_prob=p_h)
+  return GibbsState(v=rbm.sample_visible(key_v, params, h, uniform_bits, precision), h=h)
 
 
 def run(

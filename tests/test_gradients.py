@@ -93,3 +93,21 @@ def test_centred_gradient_is_the_exact_gradient_of_the_centred_parametrisation()
   stepped = _centred_to_plain(jax.tree.map(lambda a, b: a - eta * b, phi, exact), offsets)
   mapped = jax.tree.map(lambda a, b: a - eta * b, p, gradients.centred_update(exact, offsets))
   np.testing.assert_allclose(flat(mapped), flat(stepped), rtol=1e-5, atol=1e-6)
+
+
+def test_pcd_chains_keep_their_hidden_probabilities_and_sample_the_model():
+  """PCD's chains carry `p(h|v)` into the next update's first half-sweep; with the
+  parameters held fixed, updates are block Gibbs sweeps and the chains reach p(v)."""
+  from conftest import exact_visible_probs, total_variation, tv_tolerance
+
+  p, data = tiny_problem(3)
+  chains = sampling.init(p, np.zeros((20_000, 6), np.float32))
+  step = jax.jit(lambda k, c: gradients.pcd_grad(k, p, jnp.asarray(data), c, k=1)[1])
+  for i in range(40):
+    chains = step(jax.random.key(i), chains)
+  np.testing.assert_allclose(chains.h, rbm.hidden_prob(p, chains.v), rtol=1e-5, atol=1e-6)
+  probs = exact_visible_probs(p)
+  tol = tv_tolerance(probs, 20_000)
+  assert total_variation(np.asarray(chains.v), probs) < tol
+  # The same test rejects a slightly different model: it can fail.
+  assert total_variation(np.asarray(chains.v), exact_visible_probs(p._replace(W=p.W * 1.3))) > tol

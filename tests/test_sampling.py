@@ -120,3 +120,15 @@ def test_bfloat16_sampler_samples_the_rounded_model():
   assert total_variation(v, probs) < tol + bias
   with pytest.raises(ValueError, match="precision must be one of"):
     sampling.sample(jax.random.key(9), p, n_chains=2, n_steps=1, precision="float16")
+
+
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+def test_half_step_from_hidden_probabilities_draws_what_step_draws(visible):
+  """`half_step` from `p(h|v)` is `step` from `v` with its first matmul already done: the
+  same key gives the same chains, bit for bit."""
+  p = rbm.init(jax.random.key(5), 12, 7, visible=visible, weight_scale=0.5)
+  v = jax.random.bernoulli(jax.random.key(6), 0.5, (9, 12)).astype(jnp.float32)
+  want, _ = sampling.step(jax.random.key(7), sampling.GibbsState(v=v, h=jnp.zeros((9, 7))), p)
+  got = sampling.half_step(jax.random.key(7), rbm.hidden_prob(p, v), p)
+  np.testing.assert_array_equal(got.v, want.v)
+  np.testing.assert_array_equal(got.h, want.h)
