@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 
 SCRIPT = Path(__file__).parent.parent / "benchmarks" / "throughput.py"
@@ -91,7 +92,7 @@ def test_time_to_the_same_log_likelihood_reads_the_fastest_peer_at_each_level():
     return {"points": [{"train_s": t, "log_likelihood": ll} for t, ll in pairs]}
 
   libs = {"aerbm_jax": pts((2, -120), (4, -100)), "slow": pts((10, -110), (15, -130), (20, -95)),
-          "fast": pts((5, -110))}
+          "fast": pts((5, -110)), "aerbm_jax, one run": pts((1, -50))}  # ours: not a peer
   rows = tasks.time_to_same_ll(libs)
   assert [r["level"] for r in rows] == [-110, -95]  # -130 is no new best of "slow"
   # -110: "fast" reaches it at 5 s, before "slow"; aerbm_jax first at its 4 s point.
@@ -99,6 +100,34 @@ def test_time_to_the_same_log_likelihood_reads_the_fastest_peer_at_each_level():
   assert rows[0]["ratio"] == 5 / 4
   # -95: only "slow" reaches it, and aerbm_jax never does.
   assert rows[1]["peer"] == "slow" and rows[1]["aerbm_jax_s"] is None and rows[1]["ratio"] is None
+
+
+def test_per_budget_curve_scores_a_fresh_run_per_budget(monkeypatch):
+  """A trainer in PER_BUDGET is run afresh for each scored epoch count, and each point's time
+  is that run's own training time; other trainers are scored at checkpoints of one run."""
+  sys.path.insert(0, str(SCRIPT.parent))
+  import bench_mnist
+  from aerbm_jax import rbm
+
+  calls = []
+
+  def fake(x, n_epochs):
+    calls.append(n_epochs)
+    for e in range(n_epochs):
+      yield 1.0 + e, rbm.BernoulliRBM(jnp.zeros((4, 3)), jnp.zeros(4), jnp.zeros(3))
+
+  monkeypatch.setitem(bench_mnist.TRAINERS, "fake", fake)
+  monkeypatch.setattr(bench_mnist, "PER_BUDGET", {"fake"})
+  x = np.random.default_rng(0).integers(0, 2, (20, 4)).astype(np.float32)
+  c = bench_mnist.curve("fake", x, x[:5], 3, [1, 2], 4, 10)
+  assert calls == [1, 2, 3] and c["per_budget"]
+  assert [p["train_s"] for p in c["points"]] == [1.0, 3.0, 6.0]
+  # Zero parameters: the uniform distribution, -4 log 2 per 4-pixel image, exact under AIS.
+  assert np.allclose([p["log_likelihood"] for p in c["points"]], -4 * np.log(2), atol=1e-4)
+  monkeypatch.setattr(bench_mnist, "PER_BUDGET", set())
+  calls.clear()
+  c = bench_mnist.curve("fake", x, x[:5], 3, [1, 2], 4, 10)
+  assert calls == [3] and [p["train_s"] for p in c["points"]] == [1.0, 3.0, 6.0]
 
 
 def test_small_batch_bound_writes_every_column(tmp_path):
