@@ -13,6 +13,7 @@ Arguments are key=value pairs:
   warmup=0 (Adam warm-up updates) shiftdiv=16 (circular shifts up to side/shiftdiv)
   wd=0 (AdamW's decoupled weight decay) mix=0 (probability of joining two compositions
   along a random cut with a black line, as the generator splits a canvas)
+  code=sigmoid|ln (LayerNorm on the code's pre-activations before the sigmoid)
 
   python experiments/ae_ablation.py steps=1500 features=16,32,64 aug=dihedralshift
 """
@@ -39,7 +40,7 @@ def N(x, f):
   if norm == "gn": return nn.GroupNorm(num_groups=min(8, f))(x)
   return x
 def up(x): return jnp.repeat(jnp.repeat(x, 2, 1), 2, 2)
-coord = int(args.get("coord", 0))
+coord = int(args.get("coord", 0)); code = args.get("code", "sigmoid")
 def C(x):
   if not coord: return x
   b, h, w, _ = x.shape
@@ -54,7 +55,8 @@ class AE(nn.Module):
       for _ in range(blocks):
         x = x + conv(f)(A(N(conv(f)(x), f)))
     s = x.shape
-    z = nn.sigmoid(nn.Dense(latent, kernel_init=lecun_normal)(x.reshape(s[0], -1)))
+    a = nn.Dense(latent, kernel_init=lecun_normal)(x.reshape(s[0], -1))
+    z = nn.sigmoid(nn.LayerNorm()(a) if code == "ln" else a)
     x = A(nn.Dense(s[1]*s[2]*s[3], kernel_init=lecun_normal)(z)).reshape(s)
     for i, f in enumerate(reversed(feat)):
       for _ in range(blocks):
