@@ -21,6 +21,7 @@ key and schedule) on the same test digits, so the curves differ only in the trai
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable, Iterator
 
 import jax
@@ -30,6 +31,7 @@ import numpy as np
 from aerbm_jax import epochs, partition, rbm, train
 
 N_HIDDEN, BATCH = 500, 100
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist.npz"
 # The rate that learnt best for 2-5 epochs, and second best for 1, with the schedule over the run
 # (`python bench_mnist.py --rates ... --epochs ...`; benchmarks/results/mnist-lr-scan-cpu-2core.md).
 LEARNING_RATE = 0.3
@@ -51,8 +53,8 @@ def aerbm(x: np.ndarray, n_epochs: int,
           learning_rate: float = LEARNING_RATE) -> Iterator[tuple[float, rbm.BernoulliRBM]]:
   """(seconds of one epoch, parameters after it), epoch by epoch; compile time excluded."""
   cfg = train.TrainConfig(method="pcd", k=1, epochs=n_epochs, batch_size=BATCH,
-                          learning_rate=learning_rate, momentum=0.0, schedule="linear", centered=True,
-                          exact_ll=False, progress=False)
+                          learning_rate=learning_rate, momentum=0.0, schedule="linear",
+                          centered=True, exact_ll=False, progress=False)
   data = jnp.asarray(x)
   params = rbm.init(jax.random.key(0), x.shape[1], N_HIDDEN, data=data)
   _, state, key = epochs.setup(jax.random.key(1), params, data, cfg)
@@ -185,11 +187,9 @@ def main() -> None:
   """Learning-rate scan of aerbm_jax's setting: a run of each length at each rate, scored as
   `tasks.py` scores (its defaults: 1000 test digits, 64 AIS chains, 1000 betas)."""
   import argparse
-  from pathlib import Path
 
   ap = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
-  ap.add_argument("--mnist", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"
-                                         / "mnist.npz"))
+  ap.add_argument("--mnist", default=str(SHARED_MNIST), help="an .npz with x_train, x_test")
   ap.add_argument("--rates", default="0.1,0.3")
   ap.add_argument("--epochs", default="1,2")
   ap.add_argument("--n-test", type=int, default=1000)

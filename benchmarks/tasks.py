@@ -32,7 +32,6 @@ from bench_timing import machine_info, matmul_peak_gflops, paired
 jax.config.update("jax_enable_compilation_cache", False)
 
 SMALL_BATCHES = [2, 8, 32, 64]
-SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist.npz"
 
 
 def _installed(module: str) -> bool:
@@ -179,7 +178,8 @@ def markdown(out: dict) -> str:
 
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--mnist", default=str(SHARED_MNIST), help="an .npz with x_train, x_test")
+  ap.add_argument("--mnist", default=str(bench_mnist.SHARED_MNIST),
+                  help="an .npz with x_train, x_test")
   ap.add_argument("--only", default="mnist,ae,small")
   ap.add_argument("--epochs", type=int, default=10)
   ap.add_argument("--budget-s", type=float, default=120.0,
