@@ -20,7 +20,7 @@ import numpy as np
 
 from aerbm_jax import rbm, sampling
 from bench_peers import numpy_sampler
-from bench_timing import machine_info, timed
+from bench_timing import machine_info, paired, timed
 
 N_VISIBLE, N_HIDDEN = 784, 500
 
@@ -42,8 +42,14 @@ def measure(batch: int, sweeps: int) -> dict:
 
   matmuls = jax.jit(lambda v: jax.lax.scan(body, v, None, sweeps)[0])
   key = jax.random.key(1)
-  ours = _per_unit(lambda: full(key, state).block_until_ready(), sweeps)
-  ours_mm = _per_unit(lambda: matmuls(state.v).block_until_ready(), sweeps)
+
+  def ours_call():
+    full(key, state).block_until_ready()
+
+  def ours_mm_call():
+    matmuls(state.v).block_until_ready()
+
+  ours, ours_mm = _per_unit(ours_call, sweeps), _per_unit(ours_mm_call, sweeps)
   W, v0 = np.asarray(params.W), np.zeros((batch, N_VISIBLE), np.float32)
   n_np = max(1, sweeps // 4)
 
@@ -54,9 +60,15 @@ def measure(batch: int, sweeps: int) -> dict:
 
   np_full, np_steps = numpy_sampler(N_VISIBLE, N_HIDDEN, batch, 0.3)  # tasks.py's numpy
   numpy_full, numpy_mm = _per_unit(np_full, np_steps), _per_unit(np_matmuls, n_np)
+  # The share of a sweep its matmuls take, timed back to back (`paired`), so that a change in
+  # the machine's load between the timings above does not move it.
+  share = {name: 1.0 / paired(part, units_part, whole, units_whole, 7)["ratio"]
+           for name, part, units_part, whole, units_whole in (
+             ("aerbm_matmul_share", ours_mm_call, sweeps, ours_call, sweeps),
+             ("numpy_matmul_share", np_matmuls, n_np, np_full, np_steps))}
   return {"batch": batch, "aerbm_us": 1e6 * ours, "aerbm_matmuls_us": 1e6 * ours_mm,
           "numpy_us": 1e6 * numpy_full, "numpy_matmuls_us": 1e6 * numpy_mm,
-          "ratio": numpy_full / ours, "ceiling": numpy_full / ours_mm}
+          "ratio": numpy_full / ours, "ceiling": numpy_full / ours_mm, **share}
 
 
 def main() -> None:
@@ -70,12 +82,15 @@ def main() -> None:
            f"cores, {m['cpu']})", "", "`python benchmarks/small_bound.py`. Microseconds per "
            "784 x 500 sweep; 'matmuls' is the same loop with the draws replaced by a "
            "threshold; the ceiling is numpy's sweep over our matmuls alone (what free "
-           "random numbers would give).", "",
-           "| chains | aerbm_jax | aerbm_jax matmuls | numpy | numpy matmuls | ratio | ceiling |",
-           "|---|---|---|---|---|---|---|"]
+           "random numbers would give). The matmul shares are the matmuls' time over the "
+           "whole sweep's, each pair timed back to back over 7 alternating rounds.", "",
+           "| chains | aerbm_jax | aerbm_jax matmuls | numpy | numpy matmuls | ratio | ceiling "
+           "| matmul share, aerbm_jax | matmul share, numpy |",
+           "|---|---|---|---|---|---|---|---|---|"]
   lines += [f"| {r['batch']} | {r['aerbm_us']:.0f} | {r['aerbm_matmuls_us']:.0f} | "
             f"{r['numpy_us']:.0f} | {r['numpy_matmuls_us']:.0f} | {r['ratio']:.2f}x | "
-            f"{r['ceiling']:.2f}x |" for r in rows]
+            f"{r['ceiling']:.2f}x | {r['aerbm_matmul_share']:.2f} | "
+            f"{r['numpy_matmul_share']:.2f} |" for r in rows]
   text = "\n".join(lines) + "\n"
   Path(args.out).mkdir(parents=True, exist_ok=True)
   (Path(args.out) / f"small-bound-{m['backend']}-{m['cores']}core.md").write_text(text)

@@ -139,6 +139,9 @@ def test_small_batch_bound_writes_every_column(tmp_path):
   row = [line for line in md.read_text().splitlines() if line.startswith("| 2 |")]
   cells = [c.strip() for c in row[0].strip("|").split("|")]
   times = [float(c) for c in cells[1:5]]
-  assert len(cells) == 7 and all(t > 0 for t in times)
-  # The matmuls alone are part of the sweep, so they cannot take longer than all of it.
-  assert times[1] <= times[0] * 1.2 and times[3] <= times[2] * 1.2
+  assert len(cells) == 9 and all(t > 0 for t in times)
+  # The matmuls alone are part of the sweep, so they cannot take longer than all of it; the
+  # shares are timed back to back, so a change in the machine's load between the separate
+  # timings (another test worker's) does not move them.
+  shares = [float(c) for c in cells[7:9]]
+  assert all(0 < s <= 1.2 for s in shares), shares
