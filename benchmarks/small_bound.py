@@ -75,9 +75,12 @@ def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--batches", default="2,8,32,64")
   ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+  ap.add_argument("--sweeps", type=int, default=0,
+                  help="sweeps per timed call (0: 2000 up to 8 chains, else 500)")
   args = ap.parse_args()
   m = machine_info()
-  rows = [measure(b, 2000 if b <= 8 else 500) for b in map(int, args.batches.split(","))]
+  rows = [measure(b, args.sweeps or (2000 if b <= 8 else 500))
+          for b in map(int, args.batches.split(","))]
   lines = [f"# Small batches, what bounds them: {m['backend']} ({m['device']}, {m['cores']} "
            f"cores, {m['cpu']})", "", "`python benchmarks/small_bound.py`. Microseconds per "
            "784 x 500 sweep; 'matmuls' is the same loop with the draws replaced by a "

@@ -131,8 +131,8 @@ def test_per_budget_curve_scores_a_fresh_run_per_budget(monkeypatch):
 
 
 def test_small_batch_bound_writes_every_column(tmp_path):
-  proc = subprocess.run([sys.executable, "small_bound.py", "--batches", "2", "--out",
-                         str(tmp_path)], capture_output=True, text=True, timeout=300,
+  proc = subprocess.run([sys.executable, "small_bound.py", "--batches", "2", "--sweeps", "400",
+                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300,
                         cwd=SCRIPT.parent)
   assert proc.returncode == 0, proc.stderr[-3000:]
   (md,) = tmp_path.glob("small-bound-*.md")
