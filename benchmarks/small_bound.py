@@ -1,12 +1,12 @@
 """What bounds the sampler at small batches: a 784 x 500 sweep against its two matmuls alone.
 
 For aerbm_jax and numpy (`bench_peers.numpy_sampler`, as `tasks.py` runs it), times one full
-block Gibbs sweep (matmuls, sigmoids, uniforms, Bernoulli draws) and the same loop with the draws replaced by a threshold (matmuls and
-sigmoids only), per sweep, medians of 7 calls. Where the matmuls alone take as long as
-numpy's matmuls, the ratio to numpy cannot exceed numpy's full sweep over our matmuls.
-Writes `benchmarks/results/small-bound-<backend>-<cores>core.md`.
+block Gibbs sweep (matmuls, sigmoids, uniforms, Bernoulli draws) and the same loop with the
+draws replaced by a threshold (matmuls and sigmoids only), per sweep, medians of 7 calls.
+Where the matmuls alone take as long as numpy's matmuls, the ratio to numpy cannot exceed
+numpy's full sweep over our matmuls. Writes `benchmarks/results/small-bound-<backend>-<cores>core.md`.
 
-  python benchmarks/small_bound.py [--batches 2,8,32,64]
+  python benchmarks/small_bound.py [--batches 2,8,32,64] [--sweeps N]
 """
 
 from __future__ import annotations
