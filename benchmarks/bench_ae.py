@@ -46,10 +46,12 @@ def jax_ae(cfg: ae.AEConfig, repeats: int, budget: float) -> dict:
   compile_s = time.perf_counter() - t0
   state["p"], state["o"] = p, o
 
+  keys = list(jax.random.split(jax.random.key(1), 64))  # made up front, as `ae_train.fit` does
+
   def step():
     state["i"] += 1
     state["p"], state["o"], loss = ae_train.train_step(
-      state["p"], state["o"], x, jax.random.key(state["i"]), cfg)
+      state["p"], state["o"], x, keys[state["i"] % len(keys)], cfg)
     loss.block_until_ready()
 
   med, lo, hi = _median_rate(step, cfg.batch_size, repeats, budget)

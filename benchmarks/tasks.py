@@ -4,7 +4,7 @@
   against training time, for aerbm_jax, scikit-learn, rbms and learnergy (`bench_mnist`); the
   epoch's FLOP rate against the float32 matmul peak measured in the same run;
 - `ae`: training images/s of the experiment's conv autoencoder against the same network in
-  PyTorch (`bench_ae`), at the mondrian preset's shape and batch;
+  PyTorch (`bench_ae`): the mondrian preset's network, shape and batch;
 - `small`: block Gibbs sweeps/s at 784 x 500 with 2, 8, 32 and 64 chains against numpy,
   timed back to back (`bench_timing.paired`).
 
@@ -16,6 +16,7 @@ Writes `benchmarks/results/<tag>.json` and `<tag>.md`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -24,7 +25,7 @@ import jax
 
 import bench_ae
 import bench_mnist
-from aerbm_jax import autoencoder as ae
+from aerbm_jax import configs
 from bench_aerbm import jax_sampler
 from bench_peers import numpy_sampler
 from bench_timing import machine_info, matmul_peak_gflops, paired
@@ -87,8 +88,10 @@ def time_to_same_ll(libraries: dict, key: str = "log_likelihood") -> list[dict]:
 
 
 def run_ae(args, out: dict) -> None:
-  cfg = ae.AEConfig(image_size=args.ae_size, channels=3, latent_dim=128,
-                    features=(16, 32, 64, 128), batch_size=16, augment=False, progress=False)
+  # The mondrian experiment's network, batch and learning rate, without its augmentations
+  # (the PyTorch side has none).
+  cfg = dataclasses.replace(configs.make_config("mondrian").ae_config(), image_size=args.ae_size,
+                            augment=False, progress=False)
   threads = os.cpu_count()
   ours = bench_ae.jax_ae(cfg, args.repeats, args.budget)
   res = {"image_size": cfg.image_size, "batch": cfg.batch_size, "features": cfg.features,

@@ -107,7 +107,7 @@ def test_vae_trains_its_prior_decodes_and_kl_pulls_codes_to_the_prior():
     ae.encode_stats(params, ae.AEConfig(image_size=16, latent_dim=8, features=(8, 16)), images)
 
 
-# Outputs below and above ae._FEW_OUTPUTS take the two code paths.
+# Non-square maps, one-pixel maps, and few or many channels each way.
 @pytest.mark.parametrize("shape", [(2, 4, 4, 3, 5), (1, 8, 6, 16, 3), (3, 1, 1, 2, 2),
                                    (2, 3, 5, 4, 16), (1, 2, 2, 8, 20)])
 def test_upsample_conv_equals_upsampling_then_a_same_convolution(shape):
