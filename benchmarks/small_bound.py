@@ -2,9 +2,10 @@
 
 For aerbm_jax and numpy (`bench_peers.numpy_sampler`, as `tasks.py` runs it), times one full
 block Gibbs sweep (matmuls, sigmoids, uniforms, Bernoulli draws) and the same loop with the
-draws replaced by a threshold (matmuls and sigmoids only), per sweep, medians of 7 calls.
-Where the matmuls alone take as long as numpy's matmuls, the ratio to numpy cannot exceed
-numpy's full sweep over our matmuls. Writes `benchmarks/results/small-bound-<backend>-<cores>core.md`.
+draws replaced by a threshold (matmuls, biases and sigmoids, the same in both), per sweep,
+medians of 7 calls. Where the matmuls alone take as long as numpy's matmuls, the ratio to
+numpy cannot exceed numpy's full sweep over our matmuls. Writes
+`benchmarks/results/small-bound-<backend>-<cores>core.md`.
 
   python benchmarks/small_bound.py [--batches 2,8,32,64] [--sweeps N]
 """
@@ -51,12 +52,19 @@ def measure(batch: int, sweeps: int) -> dict:
 
   ours, ours_mm = _per_unit(ours_call, sweeps), _per_unit(ours_mm_call, sweeps)
   W, v0 = np.asarray(params.W), np.zeros((batch, N_VISIBLE), np.float32)
+  b, c = np.asarray(params.b), np.asarray(params.c)
   n_np = max(1, sweeps // 4)
 
-  def np_matmuls():
+  def np_matmuls():  # `body` in numpy: numpy_sampler's in-place sigmoids, then a threshold
     v = v0
     for _ in range(n_np):
-      v = ((v @ W > 0).astype(np.float32) @ W.T > 0).astype(np.float32)
+      x = v @ W
+      x += c
+      np.negative(x, out=x); np.exp(x, out=x); x += 1; np.reciprocal(x, out=x)  # noqa: E702
+      y = (x > 0.5).astype(np.float32) @ W.T
+      y += b
+      np.negative(y, out=y); np.exp(y, out=y); y += 1; np.reciprocal(y, out=y)  # noqa: E702
+      v = (y > 0.5).astype(np.float32)
 
   np_full, np_steps = numpy_sampler(N_VISIBLE, N_HIDDEN, batch, 0.3)  # tasks.py's numpy
   numpy_full, numpy_mm = _per_unit(np_full, np_steps), _per_unit(np_matmuls, n_np)
