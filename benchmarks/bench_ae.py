@@ -1,7 +1,7 @@
 """The autoencoder stage against the same network in PyTorch: training images per second.
 
-Both sides train the experiment's conv autoencoder (stride-2 3x3 convolutions with ReLU down
-to 8x8, a dense sigmoid code, a dense layer back, nearest 2x upsampling and 3x3 convolutions,
+Both sides train the experiment's conv autoencoder (stride-2 3x3 convolutions with ReLU, one
+per entry of `features`, a dense sigmoid code, a dense layer back, nearest 2x upsampling and 3x3 convolutions,
 a sigmoid image) with Adam on the MSE, at the same batch, on the same threads, on random
 images (the rate does not depend on the pixels). aerbm_jax runs `ae_train.train_step`, one
 compiled call per update as `ae_train.fit` does.
@@ -20,11 +20,7 @@ from aerbm_jax import autoencoder as ae
 
 def _median_rate(step, n_images: int, repeats: int, budget: float) -> tuple[float, float, float]:
   """Images/s of `step()` (median, min, max over `repeats` timed calls of ~`budget` s)."""
-  step()  # warm-up
-  t0 = time.perf_counter()
-  step()
-  per = max(time.perf_counter() - t0, 1e-6)
-  calls = max(1, int(budget / per))
+  calls = steps_for(step, budget)
   rates = []
   for _ in range(repeats):
     t0 = time.perf_counter()
@@ -34,19 +30,18 @@ def _median_rate(step, n_images: int, repeats: int, budget: float) -> tuple[floa
   return float(np.median(rates)), float(min(rates)), float(max(rates))
 
 
-def jax_ae(cfg: ae.AEConfig, repeats: int, budget: float) -> dict:
-  """aerbm_jax's training rate and the compile time of its step."""
+def jax_step(cfg: ae.AEConfig):
+  """aerbm_jax's compiled training step on a fixed random batch: `(step, compile_s)`."""
   x = jax.numpy.asarray(np.random.default_rng(0).random(
     (cfg.batch_size, cfg.image_size, cfg.image_size, cfg.channels), dtype=np.float32))
   params = ae.init(jax.random.key(0), cfg)
   state = {"p": params, "o": ae_train.optimizer(cfg).init(params), "i": 0}
+  keys = list(jax.random.split(jax.random.key(1), 64))  # made up front, as `ae_train.fit` does
   t0 = time.perf_counter()
-  p, o, loss = ae_train.train_step(state["p"], state["o"], x, jax.random.key(1), cfg)
+  p, o, loss = ae_train.train_step(state["p"], state["o"], x, keys[0], cfg)
   loss.block_until_ready()
   compile_s = time.perf_counter() - t0
   state["p"], state["o"] = p, o
-
-  keys = list(jax.random.split(jax.random.key(1), 64))  # made up front, as `ae_train.fit` does
 
   def step():
     state["i"] += 1
@@ -54,12 +49,19 @@ def jax_ae(cfg: ae.AEConfig, repeats: int, budget: float) -> dict:
       state["p"], state["o"], x, keys[state["i"] % len(keys)], cfg)
     loss.block_until_ready()
 
+  return step, compile_s
+
+
+def jax_ae(cfg: ae.AEConfig, repeats: int, budget: float) -> dict:
+  """aerbm_jax's training rate and the compile time of its step."""
+  step, compile_s = jax_step(cfg)
   med, lo, hi = _median_rate(step, cfg.batch_size, repeats, budget)
   return {"images_per_s": med, "min": lo, "max": hi, "compile_s": compile_s}
 
 
-def torch_ae(cfg: ae.AEConfig, threads: int, repeats: int, budget: float) -> dict:
-  """The same network, loss and optimiser in PyTorch (channels-last tensors)."""
+def torch_step(cfg: ae.AEConfig, threads: int):
+  """The same network, loss and optimiser in PyTorch (channels-last tensors): `(step,
+  parameter count)`."""
   import torch
   from torch import nn
 
@@ -103,6 +105,19 @@ def torch_ae(cfg: ae.AEConfig, threads: int, repeats: int, budget: float) -> dic
     loss.backward()
     optim.step()
 
+  return step, sum(p.numel() for p in net.parameters())
+
+
+def torch_ae(cfg: ae.AEConfig, threads: int, repeats: int, budget: float) -> dict:
+  """PyTorch's training rate of the same network."""
+  step, n_params = torch_step(cfg, threads)
   med, lo, hi = _median_rate(step, cfg.batch_size, repeats, budget)
-  return {"images_per_s": med, "min": lo, "max": hi,
-          "params": sum(p.numel() for p in net.parameters())}
+  return {"images_per_s": med, "min": lo, "max": hi, "params": n_params}
+
+
+def steps_for(step, budget: float) -> int:
+  """How many calls of `step()` (warmed up) fill about `budget` seconds."""
+  step()
+  t0 = time.perf_counter()
+  step()
+  return max(1, int(budget / max(time.perf_counter() - t0, 1e-6)))

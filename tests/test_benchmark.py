@@ -76,6 +76,9 @@ def test_quick_task_benchmark_output_format(tmp_path):
     assert c["median_epoch_s"] > 0 and len(c["points"]) == 1
     assert np.isfinite(c["points"][0]["log_likelihood"]) and c["points"][0]["log_likelihood"] < 0
   assert res["ae"]["aerbm_jax"]["images_per_s"] > 0 and res["ae"]["aerbm_jax"]["compile_s"] > 0
+  if "torch" in res["ae"]:  # the back-to-back ratio comes with the two separate rates
+    p = res["ae"]["paired"]
+    assert 0 < p["min"] <= p["ratio"] <= p["max"] and p["rounds"] >= 2, p
   assert [r["batch"] for r in res["small"]] == [2, 8, 32, 64]
   assert all(r["ratio"] > 0 for r in res["small"])
   md = (tmp_path / "tasks.md").read_text()
