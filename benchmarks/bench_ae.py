@@ -18,8 +18,8 @@ from aerbm_jax import ae_train
 from aerbm_jax import autoencoder as ae
 
 
-def _median_rate(step, n_images: int, repeats: int, budget: float) -> tuple[float, float, float]:
-  """Images/s of `step()` (median, min, max over `repeats` timed calls of ~`budget` s)."""
+def median_rate(step, n_images: int, repeats: int, budget: float) -> dict:
+  """Images/s of `step()`: median, min and max over `repeats` timed calls of ~`budget` s."""
   calls = steps_for(step, budget)
   rates = []
   for _ in range(repeats):
@@ -27,7 +27,8 @@ def _median_rate(step, n_images: int, repeats: int, budget: float) -> tuple[floa
     for _ in range(calls):
       step()
     rates.append(calls * n_images / (time.perf_counter() - t0))
-  return float(np.median(rates)), float(min(rates)), float(max(rates))
+  return {"images_per_s": float(np.median(rates)), "min": float(min(rates)),
+          "max": float(max(rates))}
 
 
 def jax_step(cfg: ae.AEConfig):
@@ -50,13 +51,6 @@ def jax_step(cfg: ae.AEConfig):
     loss.block_until_ready()
 
   return step, compile_s
-
-
-def jax_ae(cfg: ae.AEConfig, repeats: int, budget: float) -> dict:
-  """aerbm_jax's training rate and the compile time of its step."""
-  step, compile_s = jax_step(cfg)
-  med, lo, hi = _median_rate(step, cfg.batch_size, repeats, budget)
-  return {"images_per_s": med, "min": lo, "max": hi, "compile_s": compile_s}
 
 
 def torch_step(cfg: ae.AEConfig, threads: int):
@@ -106,13 +100,6 @@ def torch_step(cfg: ae.AEConfig, threads: int):
     optim.step()
 
   return step, sum(p.numel() for p in net.parameters())
-
-
-def torch_ae(cfg: ae.AEConfig, threads: int, repeats: int, budget: float) -> dict:
-  """PyTorch's training rate of the same network."""
-  step, n_params = torch_step(cfg, threads)
-  med, lo, hi = _median_rate(step, cfg.batch_size, repeats, budget)
-  return {"images_per_s": med, "min": lo, "max": hi, "params": n_params}
 
 
 def steps_for(step, budget: float) -> int:

@@ -93,20 +93,22 @@ def run_ae(args, out: dict) -> None:
   cfg = dataclasses.replace(configs.make_config("mondrian").ae_config(), image_size=args.ae_size,
                             augment=False, progress=False)
   threads = os.cpu_count()
-  ours = bench_ae.jax_ae(cfg, args.repeats, args.budget)
+  ours, compile_s = bench_ae.jax_step(cfg)
   res = {"image_size": cfg.image_size, "batch": cfg.batch_size, "features": cfg.features,
-         "aerbm_jax": ours}
+         "aerbm_jax": {**bench_ae.median_rate(ours, cfg.batch_size, args.repeats, args.budget),
+                       "compile_s": compile_s}}
   if _installed("torch"):
-    res["torch"] = bench_ae.torch_ae(cfg, threads, args.repeats, args.budget)
-    res["ratio"] = ours["images_per_s"] / res["torch"]["images_per_s"]
+    theirs, n_params = bench_ae.torch_step(cfg, threads)
+    res["torch"] = {**bench_ae.median_rate(theirs, cfg.batch_size, args.repeats, args.budget),
+                    "params": n_params}
+    res["ratio"] = res["aerbm_jax"]["images_per_s"] / res["torch"]["images_per_s"]
     # The same two steps again, alternating (`paired`): the rates above are timed a minute
     # apart, and this machine's speed drifts by more than their difference.
-    calls = {}
-    for name, (step, _) in (("jax", bench_ae.jax_step(cfg)),
-                            ("torch", bench_ae.torch_step(cfg, threads))):
+    calls = []
+    for step in (ours, theirs):
       n = bench_ae.steps_for(step, args.budget)
-      calls[name] = (lambda step=step, n=n: [step() for _ in range(n)]), n * cfg.batch_size
-    res["paired"] = paired(*calls["jax"], *calls["torch"], args.rounds)
+      calls += [lambda step=step, n=n: [step() for _ in range(n)], n * cfg.batch_size]
+    res["paired"] = paired(*calls, args.rounds)
   out["ae"] = res
 
 
