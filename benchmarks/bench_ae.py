@@ -16,6 +16,12 @@ import numpy as np
 
 from aerbm_jax import ae_train
 from aerbm_jax import autoencoder as ae
+from bench_timing import calls_for
+
+
+def steps_for(step, budget: float) -> int:
+  """How many calls of `step()` fill about `budget` seconds (`bench_timing.calls_for`)."""
+  return calls_for(lambda k: [step() for _ in range(k)], budget)
 
 
 def median_rate(step, n_images: int, repeats: int, budget: float) -> dict:
@@ -100,11 +106,3 @@ def torch_step(cfg: ae.AEConfig, threads: int):
     optim.step()
 
   return step, sum(p.numel() for p in net.parameters())
-
-
-def steps_for(step, budget: float) -> int:
-  """How many calls of `step()` (warmed up) fill about `budget` seconds."""
-  step()
-  t0 = time.perf_counter()
-  step()
-  return max(1, int(budget / max(time.perf_counter() - t0, 1e-6)))
