@@ -1,10 +1,10 @@
 """The autoencoder stage against the same network in PyTorch: training images per second.
 
 Both sides train the experiment's conv autoencoder (stride-2 3x3 convolutions with ReLU, one
-per entry of `features`, a dense sigmoid code, a dense layer back, nearest 2x upsampling and 3x3 convolutions,
-a sigmoid image) with Adam on the MSE, at the same batch, on the same threads, on random
-images (the rate does not depend on the pixels). aerbm_jax runs `ae_train.train_step`, one
-compiled call per update as `ae_train.fit` does.
+per entry of `features`, a dense sigmoid code, a dense layer back, nearest 2x upsampling and
+3x3 convolutions, a sigmoid image) with Adam on the MSE, at the same batch, on the same
+threads, on random images (the rate does not depend on the pixels). aerbm_jax runs
+`ae_train.train_step`, one compiled call per update as `ae_train.fit` does.
 """
 
 from __future__ import annotations
@@ -19,14 +19,10 @@ from aerbm_jax import autoencoder as ae
 from bench_timing import calls_for
 
 
-def steps_for(step, budget: float) -> int:
-  """How many calls of `step()` fill about `budget` seconds (`bench_timing.calls_for`)."""
-  return calls_for(lambda k: [step() for _ in range(k)], budget)
-
-
 def median_rate(step, n_images: int, repeats: int, budget: float) -> dict:
-  """Images/s of `step()`: median, min and max over `repeats` timed calls of ~`budget` s."""
-  calls = steps_for(step, budget)
+  """Images/s of `step()`: median, min and max over `repeats` timed calls of ~`budget` s,
+  and `calls`, the steps in each."""
+  calls = calls_for(lambda k: [step() for _ in range(k)], budget)
   rates = []
   for _ in range(repeats):
     t0 = time.perf_counter()
@@ -34,7 +30,7 @@ def median_rate(step, n_images: int, repeats: int, budget: float) -> dict:
       step()
     rates.append(calls * n_images / (time.perf_counter() - t0))
   return {"images_per_s": float(np.median(rates)), "min": float(min(rates)),
-          "max": float(max(rates))}
+          "max": float(max(rates)), "calls": calls}
 
 
 def jax_step(cfg: ae.AEConfig):

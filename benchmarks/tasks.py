@@ -105,8 +105,8 @@ def run_ae(args, out: dict) -> None:
     # The same two steps again, alternating (`paired`): the rates above are timed a minute
     # apart, and this machine's speed drifts by more than their difference.
     calls = []
-    for step in (ours, theirs):
-      n = bench_ae.steps_for(step, args.budget)
+    for step, name in ((ours, "aerbm_jax"), (theirs, "torch")):
+      n = res[name]["calls"]  # the steps that filled one timed call above
       calls += [lambda step=step, n=n: [step() for _ in range(n)], n * cfg.batch_size]
     res["paired"] = paired(*calls, args.rounds)
   out["ae"] = res
