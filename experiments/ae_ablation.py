@@ -15,6 +15,9 @@ Arguments are key=value pairs:
   along a random cut with a black line, as the generator splits a canvas)
   code=sigmoid|ln (LayerNorm on the code's pre-activations before the sigmoid)
   mlp=0 (a hidden dense layer of this width, with the activation, on each side of the code)
+  rank=0 (that many rank-1 terms, row profile x column profile x colour, added to the output
+  logits) prof=box|free (profiles as soft intervals, or free vectors) temp=1 cscale=1
+  axis=0|1 (the first stage's map averaged along rows and along columns, fed to the code too)
 
   python experiments/ae_ablation.py steps=1500 features=16,32,64 aug=dihedralshift
 """
@@ -42,7 +45,8 @@ def N(x, f):
   return x
 def up(x): return jnp.repeat(jnp.repeat(x, 2, 1), 2, 2)
 coord = int(args.get("coord", 0)); code = args.get("code", "sigmoid")
-mlp = int(args.get("mlp", 0))
+mlp = int(args.get("mlp", 0)); rank = int(args.get("rank", 0)); prof = args.get("prof", "box")
+axis = int(args.get("axis", 0)); temp = float(args.get("temp", 1.0)); cscale = float(args.get("cscale", 1.0))
 def C(x):
   if not coord: return x
   b, h, w, _ = x.shape
@@ -52,12 +56,15 @@ def C(x):
 class AE(nn.Module):
   @nn.compact
   def __call__(self, x):
+    pooled = []
     for f in feat:
       x = A(N(conv(f, strides=(2, 2))(C(x) if coord > 1 else x), f))
       for _ in range(blocks):
         x = x + conv(f)(A(N(conv(f)(x), f)))
+      if axis and not pooled:  # the first stage's map averaged along each axis
+        pooled = [x.mean(2).reshape(x.shape[0], -1), x.mean(1).reshape(x.shape[0], -1)]
     s = x.shape
-    a = x.reshape(s[0], -1)
+    a = jnp.concatenate([x.reshape(s[0], -1)] + pooled, -1)
     if mlp:
       a = A(nn.Dense(mlp, kernel_init=lecun_normal)(a))
     a = nn.Dense(latent, kernel_init=lecun_normal)(a)
@@ -71,7 +78,23 @@ class AE(nn.Module):
       nxt = feat[::-1][i+1] if i + 1 < len(feat) else feat[0]
       if i + 1 < len(feat):
         x = A(N(UpConv(nxt)(C(x)), nxt))
-    return nn.sigmoid(UpConv(3)(C(x)))
+    logits = UpConv(3)(C(x))
+    if rank:
+      # A sum of `rank` rank-1 terms added to the logits: row profile x column profile x
+      # colour, one batched matmul. prof=box: each profile is the difference of two
+      # cumulative softmaxes over positions (a soft interval [start, end)).
+      B, H, W = x.shape[0], logits.shape[1], logits.shape[2]
+      def profile(n):
+        if prof == "free":
+          return nn.Dense(rank * n, kernel_init=lecun_normal)(z).reshape(B, rank, n)
+        a = nn.Dense(2 * rank * n, kernel_init=lecun_normal)(z).reshape(B, rank, 2, n)
+        cdf = jnp.cumsum(jax.nn.softmax(a * temp, -1), -1)
+        return cdf[:, :, 0] - cdf[:, :, 1]
+      r, c = profile(H), profile(W)
+      col = nn.Dense(rank * 3, kernel_init=lecun_normal)(z).reshape(B, rank, 3) * cscale
+      cm = (c[..., None] * col[:, :, None, :]).reshape(B, rank, W * 3)
+      logits = logits + jnp.einsum("bkh,bkx->bhx", r, cm).reshape(B, H, W, 3)
+    return nn.sigmoid(logits)
 m = AE()
 params = jax.jit(m.init)(jax.random.key(1), xtr[:1])
 print("params", sum(p.size for p in jax.tree.leaves(params)))
