@@ -46,11 +46,15 @@ class AEHistory(NamedTuple):
 
 
 def loss(params: Any, config: AEConfig, batch: Array, key: Array) -> Array:
-  """The training objective on `batch: (B, H, W, C)`: the MSE, and for a VAE the MSE of a
+  """The training objective on `batch: (B, H, W, C)`: the MSE (of the code's reconstruction
+  with `code_noise` added to its pre-activations, when set), and for a VAE the MSE of a
   reparameterised draw plus `kl_weight` times KL(posterior || N(0, I)) per pixel."""
-  if not config.variational:
-    return mse(params, config, batch)
   model = AutoEncoder(config)
+  if not config.variational:
+    if not config.code_noise:
+      return mse(params, config, batch)
+    noise = config.code_noise * jax.random.normal(key, (batch.shape[0], config.latent_dim))
+    return jnp.mean((model.apply(params, batch, noise) - batch) ** 2)
   mean, log_var = model.apply(params, batch, method="encode_stats")
   z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)
   rec = model.apply(params, z, method="decode")

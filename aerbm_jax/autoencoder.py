@@ -54,6 +54,10 @@ class AEConfig:
   features: tuple[int, ...] = (16, 32, 64, 128)  # channels per downsampling stage
   variational: bool = False  # a VAE: Gaussian codes with a standard normal prior
   kl_weight: float = 0.2  # VAE: loss = MSE + kl_weight * KL / pixels (2 sigma^2 of the decoder)
+  # Training only: the std of Gaussian noise added to a sigmoid code's pre-activations, which
+  # pushes the codes towards 0 and 1 (Salakhutdinov & Hinton 2009, semantic hashing), where a
+  # Bernoulli RBM can model them. 0: none (the course page's plain sigmoid code).
+  code_noise: float = 0.0
   learning_rate: float = 2e-3
   # Adam's step size rises linearly over the first warmup_steps updates: full first steps on
   # the wide dense layers around the code can kill every ReLU at once (a network whose output
@@ -83,6 +87,11 @@ class AEConfig:
       raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
     if self.variational and self.latent_activation != "linear":
       raise ValueError("a VAE's codes are Gaussian: set latent_activation='linear'")
+    if not math.isfinite(self.code_noise) or self.code_noise < 0:
+      raise ValueError(f"code_noise must be finite and >= 0, got {self.code_noise}")
+    if self.code_noise and (self.latent_activation != "sigmoid" or self.variational):
+      raise ValueError("code_noise is for sigmoid codes: set latent_activation='sigmoid' and "
+                       "variational=False, or code_noise=0")
     if not math.isfinite(self.kl_weight) or self.kl_weight < 0:
       raise ValueError(f"kl_weight must be finite and >= 0, got {self.kl_weight}")
     if not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
@@ -125,10 +134,13 @@ class Encoder(nn.Module):
   variational: bool = False
 
   @nn.compact
-  def __call__(self, x: Array) -> Array:
+  def __call__(self, x: Array, noise: Array | None = None) -> Array:
+    """`noise`: `(batch, latent_dim)`, added to the code's pre-activations (training only)."""
     for f in self.features[: n_stages(x.shape[-2], len(self.features))]:
       x = nn.relu(_conv(f, strides=(2, 2))(x))
     z = _dense(self.latent_dim * (2 if self.variational else 1))(x.reshape(x.shape[0], -1))
+    if noise is not None:
+      z = z + noise
     return nn.sigmoid(z) if self.latent_activation == "sigmoid" else z
 
 
@@ -220,8 +232,9 @@ class AutoEncoder(nn.Module):
     self.encoder = Encoder(c.features, c.latent_dim, c.latent_activation, c.variational)
     self.decoder = Decoder(c.features, c.image_size, c.channels)
 
-  def __call__(self, x: Array) -> Array:
-    return self.decoder(self.encode(x))
+  def __call__(self, x: Array, noise: Array | None = None) -> Array:
+    """Reconstructions of `x`; `noise` as in `Encoder` (training with `code_noise`)."""
+    return self.decoder(self.encoder(x, noise)[:, : self.config.latent_dim])
 
   def encode(self, x: Array) -> Array:
     return self.encoder(x)[:, : self.config.latent_dim]

@@ -102,6 +102,7 @@ class ExperimentConfig:
   ae_warmup_steps: int = 100  # Adam's step size rises linearly over these first updates
   ae_augment: bool = True  # random flips and small shifts of the training images
   ae_dihedral: bool = False  # also vertical flips and transposes (images with no up or left)
+  ae_code_noise: float = 0.0  # std of noise on the sigmoid code's pre-activations in training
   # RBM on the latent codes
   rbm_visible: str = "bernoulli"  # latent RBM's visible units; gaussian needs linear latents
   rbm_hidden: int = 64  # hidden units of the latent RBM
@@ -143,7 +144,7 @@ class ExperimentConfig:
         raise ValueError(f"{name} must be {'>= 0' if zero_ok else '> 0'}, got {v}")
     for name in ("ae_learning_rate", "rbm_learning_rate", "pixel_learning_rate",
                  "rbm_weight_decay", "held_out_fraction", "checkpoint_every_s",
-                 "vae_kl_weight"):
+                 "vae_kl_weight", "ae_code_noise"):
       v = getattr(self, name)
       if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
@@ -167,7 +168,8 @@ class ExperimentConfig:
       latent_activation=self.ae_latent_activation, features=tuple(self.ae_features),
       learning_rate=self.ae_learning_rate, epochs=self.ae_epochs,
       batch_size=self.ae_batch_size, augment=self.ae_augment,
-      augment_dihedral=self.ae_dihedral, warmup_steps=self.ae_warmup_steps)
+      augment_dihedral=self.ae_dihedral, warmup_steps=self.ae_warmup_steps,
+      code_noise=self.ae_code_noise)
 
   def rbm_config(self) -> train.TrainConfig:
     """The latent RBM's training settings."""

@@ -56,7 +56,7 @@ def fit_baselines(config: ExperimentConfig, x_train: np.ndarray, x_held: np.ndar
     "ae_held_out_mse"} (the VAE's MSE decodes its posterior means).
   """
   keys = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), 1), 8)
-  base = config.ae_config()
+  base = dataclasses.replace(config.ae_config(), code_noise=0.0)  # linear codes: no noise
   out: dict[str, dict[str, Any]] = {}
 
   # (a) linear latents, Gaussian-visible RBM on the standardised codes
