@@ -15,7 +15,7 @@ from jax import Array
 from jax.typing import ArrayLike
 
 from aerbm_jax import checkpoint, loop
-from aerbm_jax.autoencoder import AEConfig, AutoEncoder, check_images, held_out_mse, mse
+from aerbm_jax.autoencoder import AEConfig, AutoEncoder, check_images, held_out_mse
 
 __all__ = ["AEHistory", "augment", "loss", "optimizer", "train_step", "fit"]
 
@@ -51,9 +51,8 @@ def loss(params: Any, config: AEConfig, batch: Array, key: Array) -> Array:
   reparameterised draw plus `kl_weight` times KL(posterior || N(0, I)) per pixel."""
   model = AutoEncoder(config)
   if not config.variational:
-    if not config.code_noise:
-      return mse(params, config, batch)
-    noise = config.code_noise * jax.random.normal(key, (batch.shape[0], config.latent_dim))
+    noise = (config.code_noise * jax.random.normal(key, (batch.shape[0], config.latent_dim))
+             if config.code_noise else None)
     return jnp.mean((model.apply(params, batch, noise) - batch) ** 2)
   mean, log_var = model.apply(params, batch, method="encode_stats")
   z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)
