@@ -37,6 +37,7 @@ def field_kinds(cls: type) -> dict[str, str]:
 # Fields whose values come from a fixed set: the CLI offers (and names) exactly these.
 CHOICES: dict[str, tuple[str, ...]] = {
   "ae_latent_activation": ("sigmoid", "linear"),
+  "latent_decode": ("mean", "sample"),
   "rbm_visible": ("bernoulli", "gaussian"),
   "rbm_method": ("cd", "pcd"),
   "method": ("cd", "pcd"),
@@ -120,6 +121,7 @@ class ExperimentConfig:
   # sampling and evaluation
   sample_chains: int = 64  # Gibbs chains (pictures) per model
   sample_steps: int = 1000  # sweeps per chain
+  latent_decode: str = "mean"  # decode each latent chain's E[v | h] (mean) or its last v (sample)
   ais_chains: int = 32  # AIS runs per log-likelihood (forward and reverse each)
   ais_betas: int = 2000  # AIS schedule length; 0 skips AIS (exact log Z still where small)
   baselines: bool = False  # also train AE + Gaussian RBM (linear latents) and a VAE to compare
@@ -150,6 +152,8 @@ class ExperimentConfig:
         raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
     if not 0 <= self.held_out_fraction < 1:
       raise ValueError(f"held_out_fraction must lie in [0, 1), got {self.held_out_fraction}")
+    if self.latent_decode not in ("mean", "sample"):
+      raise ValueError(f"latent_decode must be 'mean' or 'sample', got {self.latent_decode!r}")
     if self.rbm_visible not in ("bernoulli", "gaussian"):
       raise ValueError(f"rbm_visible must be 'bernoulli' or 'gaussian', got {self.rbm_visible!r}")
     if self.rbm_visible == "bernoulli" and self.ae_latent_activation != "sigmoid":

@@ -46,16 +46,18 @@ def evaluate_run(run_dir: str | Path, *, n_samples: int = 256, steps: int = 1000
                      "(raise held_out_fraction or use more images)")
   key_latent, key_pixel, key_latent_ll, key_pixel_ll, key_gauss = jax.random.split(
     jax.random.key(seed), 5)
-  z = sampling.sample_means(key_latent, lat, n_samples, steps, "latent RBM chains")
+  z = sampling.sample_visibles(key_latent, lat, n_samples, steps, "latent RBM chains",
+                               kind=config.latent_decode)
   ae_rbm = ae.decode_batched(ae_params, ae_cfg, scaler.inverse(z))
-  px = sampling.sample_means(key_pixel, pix, n_samples, steps, "pixel RBM chains")
+  px = sampling.sample_visibles(key_pixel, pix, n_samples, steps, "pixel RBM chains")
   pixel_rbm = px.reshape((-1,) + x_train.shape[1:])
   codes = ae.encode_batched(ae_params, ae_cfg, x_train)
   gaussian = ae.decode_batched(ae_params, ae_cfg, baselines.sample_gaussian(
     key_gauss, baselines.fit_gaussian(codes), n_samples))
   recon = ae.decode_batched(ae_params, ae_cfg, ae.encode_batched(ae_params, ae_cfg, x_held))
   results: dict[str, Any] = {"n_samples": n_samples, "steps": steps, "seed": seed,
-                             "n_held_out": int(len(x_held))}
+                             "n_held_out": int(len(x_held)),
+                             "latent_decode": config.latent_decode}
   results["sample_quality"] = calibration.evaluate(
     {"ae_rbm": ae_rbm, "ae_gaussian": gaussian, "pixel_rbm": pixel_rbm}, x_train, x_held,
     recon, k=min(3, len(x_held) - 2), seed=seed)
@@ -78,11 +80,15 @@ def evaluate_run(run_dir: str | Path, *, n_samples: int = 256, steps: int = 1000
   return results
 
 
+_DECODED = {"mean": "E[v | h]", "sample": "visible sample v"}
+
+
 def _table(r: dict[str, Any]) -> str:
   lines = [
     "# Evaluation: pixel RBM versus AE + RBM",
     "",
-    f"{r['n_samples']} samples per model ({r['steps']} Gibbs sweeps, seed {r['seed']}), the "
+    f"{r['n_samples']} samples per model ({r['steps']} Gibbs sweeps, seed {r['seed']}; the "
+    f"AE-RBM decodes each chain's last {_DECODED[r.get('latent_decode', 'mean')]}), the "
     f"known cases built from {r['n_held_out']} held-out images. NN distance ratio: the median "
     "pixel distance from a sample to its nearest training image over the held-out images' "
     "(about 1 for new images, near 0 for copies).",

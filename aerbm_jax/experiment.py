@@ -156,12 +156,13 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
 
   # 5. sampling and decoding
   t0 = time.perf_counter()
-  z_mean = sampling.sample_means(keys.latent_chains, lat, config.sample_chains,
-                                 config.sample_steps, "latent RBM chains", mesh)
-  ae_rbm_images = ae.decode_batched(ae_params, ae_cfg, scaler.inverse(z_mean))
+  z_sampled = sampling.sample_visibles(keys.latent_chains, lat, config.sample_chains,
+                                      config.sample_steps, "latent RBM chains", mesh,
+                                      config.latent_decode)
+  ae_rbm_images = ae.decode_batched(ae_params, ae_cfg, scaler.inverse(z_sampled))
   timings["ae_rbm_sampling_s"] = time.perf_counter() - t0
   t0 = time.perf_counter()
-  pixel_images = sampling.sample_means(keys.pixel_chains, pix, config.sample_chains,
+  pixel_images = sampling.sample_visibles(keys.pixel_chains, pix, config.sample_chains,
                                        config.sample_steps, "pixel RBM chains", mesh)
   pixel_images = pixel_images.reshape((-1,) + x_train.shape[1:])
   timings["pixel_rbm_sampling_s"] = time.perf_counter() - t0
@@ -213,7 +214,9 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
       **_estimate_ll(keys.pixel_ll, pix, p_held, config, p_train),
     },
     "sampling": {"chains": config.sample_chains, "steps": config.sample_steps,
-                 "start": "uniform random visibles", "decoded": "E[v | h] of the last sweep"},
+                 "start": "uniform random visibles",
+                 "decoded": {"mean": "E[v | h] of the last sweep",
+                             "sample": "v of the last sweep"}[config.latent_decode]},
     "sample_pixel_mse_to_nearest_train": {
       "ae_rbm": _nearest_mse(ae_rbm_images, x_train),
       "pixel_rbm": _nearest_mse(pixel_images, x_train),
@@ -294,10 +297,11 @@ def sample_run(run_dir: str | Path, *, n: int = 64, steps: int = 1000, seed: int
   out_dir = Path(out) if out else Path(run_dir) / "samples"
   out_dir.mkdir(parents=True, exist_ok=True)
   key_latent, key_pixel = jax.random.split(jax.random.key(seed))
-  z = sampling.sample_means(key_latent, run.latent_rbm, n, steps, "latent RBM chains")
+  z = sampling.sample_visibles(key_latent, run.latent_rbm, n, steps, "latent RBM chains",
+                               kind=run.config.latent_decode)
   images = ae.decode_batched(run.ae_params, ae_cfg, run.scaler.inverse(z))
   shape = (run.config.image_size, run.config.image_size, run.config.channels)
-  px = sampling.sample_means(key_pixel, run.pixel_rbm, n, steps, "pixel RBM chains")
+  px = sampling.sample_visibles(key_pixel, run.pixel_rbm, n, steps, "pixel RBM chains")
   px = px.reshape((-1,) + shape)
   return {
     "ae_rbm": plots.save_grid(out_dir / f"ae_rbm_seed{seed}_steps{steps}.png", images),

@@ -125,7 +125,8 @@ Pairs of (image, reconstruction). Reconstruction MSE on {a['evaluated_on']} imag
 
 ## Samples side by side
 {m['sampling']['chains']} block Gibbs chains, {m['sampling']['steps']} sweeps each from random
-starts; each picture shows `E[v | h]` after the last sweep (for the AE-RBM, decoded).
+starts; the pixel RBM's pictures are `E[v | h]` after the last sweep, the AE-RBM's the decoded
+{m['sampling'].get('decoded', 'E[v | h] of the last sweep')}.
 
 | AE + RBM ({lat['n_visible']} latents, {lat['n_hidden']} hidden) | RBM on pixels ({pix['n_visible']} visible, {pix['n_hidden']} hidden) |
 |---|---|

@@ -33,7 +33,8 @@ __all__ = [
   "random_visible",
   "sample",
   "sample_chains",
-  "sample_means",
+  "sample_visibles",
+  "VISIBLE_KINDS",
   "chain_means",
   "check_precision",
 ]
@@ -300,12 +301,25 @@ def sample_chains(
   return state
 
 
-def sample_means(key: Array, params: RBM, n_chains: int, n_steps: int, desc: str = "gibbs chains",
-                 mesh: Mesh | None = None) -> np.ndarray:
-  """`chain_means` of `sample_chains`: `(n_chains, n_visible)` numpy, the noise-free pictures
-  (images or latent codes) of `n_chains` chains after `n_steps` sweeps from random starts."""
+VISIBLE_KINDS = ("mean", "sample")
+
+
+def sample_visibles(key: Array, params: RBM, n_chains: int, n_steps: int,
+                    desc: str = "gibbs chains", mesh: Mesh | None = None, kind: str = "mean"
+                    ) -> np.ndarray:
+  """What `n_chains` chains show after `n_steps` sweeps from random starts (`sample_chains`):
+  `(n_chains, n_visible)` numpy.
+
+  Args:
+    key, params, n_chains, n_steps, desc, mesh: as in `sample_chains`.
+    kind: "mean": `chain_means`, `E[v | h]` of the last hidden samples, the noise-free pictures
+      (images or latent codes); "sample": the last sweep's visible samples themselves (0/1 for
+      Bernoulli units: the codes an autoencoder trained with `code_noise` produces).
+  """
+  if kind not in VISIBLE_KINDS:
+    raise ValueError(f"kind must be one of {VISIBLE_KINDS}, got {kind!r}")
   state = sample_chains(key, params, n_chains=n_chains, n_steps=n_steps, desc=desc, mesh=mesh)
-  return np.asarray(chain_means(params, state))
+  return np.asarray(chain_means(params, state) if kind == "mean" else state.v)
 
 
 def chain_means(params: RBM, state: GibbsState) -> Array:

@@ -74,7 +74,7 @@ def fit_baselines(config: ExperimentConfig, x_train: np.ndarray, x_held: np.ndar
                        checkpoint_dir=run_dir / "checkpoints" / "train" / "gaussian_rbm",
                        checkpoint_every_s=config.checkpoint_every_s)
   checkpoint.save(run_dir / "checkpoints" / "gaussian_rbm", g_rbm, overwrite=resume)
-  zg = sampling.sample_means(keys[4], g_rbm, n_samples, config.sample_steps,
+  zg = sampling.sample_visibles(keys[4], g_rbm, n_samples, config.sample_steps,
                              "Gaussian RBM chains")
   out["ae_gaussian_rbm"] = {"images": ae.decode_batched(lin, lin_cfg, scaler.inverse(zg)),
                             "time_s": time.perf_counter() - t0, "ae_held_out_mse": lin_mse}

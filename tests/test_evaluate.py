@@ -22,3 +22,21 @@ def test_evaluate_writes_metrics_and_table(mondrian_run):
     assert ll["method"] == "exact" and np.isfinite(ll["log_likelihood"]), ll
   table = (mondrian_run / "evaluation.md").read_text()
   assert "pixel RBM versus AE + RBM" in table and "*uniform noise*" in table
+
+
+def test_noisy_code_run_decodes_binary_samples_and_tabulates(tmp_path):
+  import runpy
+  from pathlib import Path
+
+  out = tmp_path / "noisy"
+  assert cli.main(["experiment", "digits", "--quick", "--quiet", "--ae-code-noise", "2",
+                   "--latent-decode", "sample", "--out", str(out)]) == 0
+  m = json.loads((out / "metrics.json").read_text())
+  assert m["sampling"]["decoded"] == "v of the last sweep"
+  assert "the decoded\nv of the last sweep" in (out / "report.md").read_text()
+  assert cli.main(["evaluate", str(out), "--n", "8", "--steps", "5"]) == 0
+  assert "last visible sample v" in (out / "evaluation.md").read_text()
+  table = Path(__file__).parents[1] / "experiments" / "code_noise_table.py"
+  cells = runpy.run_path(str(table))["row"](out).strip("| ").split(" | ")
+  assert cells[:3] == ["digits", "2", "sample"] and len(cells) == 12
+  assert 0 <= float(cells[4]) <= 1 and float(cells[5]) > 0  # codes near 0/1, mean |W|

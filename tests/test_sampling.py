@@ -105,6 +105,19 @@ def test_sampler_errors():
     sampling.sample(jax.random.key(0), p, v0=np.zeros((2, 5)), n_steps=3)
 
 
+
+def test_sample_visibles_returns_the_last_means_or_the_last_samples():
+  p = _tiny(scale=2.0)
+  state = sampling.sample_chains(jax.random.key(3), p, n_chains=64, n_steps=5, progress=False)
+  means = sampling.sample_visibles(jax.random.key(3), p, 64, 5, kind="mean")
+  drawn = sampling.sample_visibles(jax.random.key(3), p, 64, 5, kind="sample")
+  np.testing.assert_allclose(means, sampling.chain_means(p, state), rtol=1e-6)
+  np.testing.assert_array_equal(drawn, state.v)
+  assert set(np.unique(drawn)) == {0.0, 1.0}
+  assert 0 < np.mean((means > 0.01) & (means < 0.99))  # means are not 0/1
+  with pytest.raises(ValueError, match="kind must be one of"):
+    sampling.sample_visibles(jax.random.key(3), p, 4, 5, kind="binary")
+
 def test_bfloat16_sampler_samples_the_rounded_model():
   """bfloat16 matmuls sample the model whose W is rounded to bfloat16, exactly (TV bound);
   how far that model is from the float32 one is measured, not assumed."""
