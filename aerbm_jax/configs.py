@@ -13,7 +13,7 @@ import re
 from typing import Any, Iterable
 
 from aerbm_jax import autoencoder as ae
-from aerbm_jax import train
+from aerbm_jax import sampling, train
 
 __all__ = [
   "CHOICES", "field_help",
@@ -37,7 +37,7 @@ def field_kinds(cls: type) -> dict[str, str]:
 # Fields whose values come from a fixed set: the CLI offers (and names) exactly these.
 CHOICES: dict[str, tuple[str, ...]] = {
   "ae_latent_activation": ("sigmoid", "linear"),
-  "latent_decode": ("mean", "sample"),
+  "latent_decode": tuple(sampling.VISIBLE_KINDS),
   "rbm_visible": ("bernoulli", "gaussian"),
   "rbm_method": ("cd", "pcd"),
   "method": ("cd", "pcd"),
@@ -152,8 +152,9 @@ class ExperimentConfig:
         raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
     if not 0 <= self.held_out_fraction < 1:
       raise ValueError(f"held_out_fraction must lie in [0, 1), got {self.held_out_fraction}")
-    if self.latent_decode not in ("mean", "sample"):
-      raise ValueError(f"latent_decode must be 'mean' or 'sample', got {self.latent_decode!r}")
+    if self.latent_decode not in CHOICES["latent_decode"]:
+      raise ValueError(f"latent_decode must be one of {CHOICES['latent_decode']}, got "
+                       f"{self.latent_decode!r}")
     if self.rbm_visible not in ("bernoulli", "gaussian"):
       raise ValueError(f"rbm_visible must be 'bernoulli' or 'gaussian', got {self.rbm_visible!r}")
     if self.rbm_visible == "bernoulli" and self.ae_latent_activation != "sigmoid":

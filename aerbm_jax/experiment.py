@@ -163,7 +163,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
   timings["ae_rbm_sampling_s"] = time.perf_counter() - t0
   t0 = time.perf_counter()
   pixel_images = sampling.sample_visibles(keys.pixel_chains, pix, config.sample_chains,
-                                       config.sample_steps, "pixel RBM chains", mesh)
+                                          config.sample_steps, "pixel RBM chains", mesh)
   pixel_images = pixel_images.reshape((-1,) + x_train.shape[1:])
   timings["pixel_rbm_sampling_s"] = time.perf_counter() - t0
   # The control: one full-covariance Gaussian over the same codes.
@@ -215,8 +215,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
     },
     "sampling": {"chains": config.sample_chains, "steps": config.sample_steps,
                  "start": "uniform random visibles",
-                 "decoded": {"mean": "E[v | h] of the last sweep",
-                             "sample": "v of the last sweep"}[config.latent_decode]},
+                 "decoded": f"{sampling.VISIBLE_KINDS[config.latent_decode]} of the last sweep"},
     "sample_pixel_mse_to_nearest_train": {
       "ae_rbm": _nearest_mse(ae_rbm_images, x_train),
       "pixel_rbm": _nearest_mse(pixel_images, x_train),

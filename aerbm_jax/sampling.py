@@ -301,7 +301,8 @@ def sample_chains(
   return state
 
 
-VISIBLE_KINDS = ("mean", "sample")
+# What `sample_visibles` returns of each chain, by `kind`, in words for reports.
+VISIBLE_KINDS = {"mean": "E[v | h]", "sample": "v"}
 
 
 def sample_visibles(key: Array, params: RBM, n_chains: int, n_steps: int,
@@ -317,7 +318,7 @@ def sample_visibles(key: Array, params: RBM, n_chains: int, n_steps: int,
       Bernoulli units: the codes an autoencoder trained with `code_noise` produces).
   """
   if kind not in VISIBLE_KINDS:
-    raise ValueError(f"kind must be one of {VISIBLE_KINDS}, got {kind!r}")
+    raise ValueError(f"kind must be one of {tuple(VISIBLE_KINDS)}, got {kind!r}")
   state = sample_chains(key, params, n_chains=n_chains, n_steps=n_steps, desc=desc, mesh=mesh)
   return np.asarray(chain_means(params, state) if kind == "mean" else state.v)
 

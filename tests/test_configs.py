@@ -49,7 +49,7 @@ def test_unknown_and_bad_fields_are_named():
   with pytest.raises(ValueError, match="ae_code_noise must be a finite number >= 0"):
     configs.make_config("faces", ae_code_noise=-1.0)
   assert configs.make_config("faces", ae_code_noise=2.0).ae_config().code_noise == 2.0
-  with pytest.raises(ValueError, match="latent_decode must be 'mean' or 'sample'"):
+  with pytest.raises(ValueError, match=r"latent_decode must be one of \('mean', 'sample'\)"):
     configs.make_config("faces", latent_decode="binary")
   gaussian = configs.make_config("faces", rbm_visible="gaussian", ae_latent_activation="linear")
   assert gaussian.rbm_config().method == "cd" and gaussian.pixel_config().epochs == 300

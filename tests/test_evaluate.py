@@ -35,7 +35,7 @@ def test_noisy_code_run_decodes_binary_samples_and_tabulates(tmp_path):
   assert m["sampling"]["decoded"] == "v of the last sweep"
   assert "the decoded\nv of the last sweep" in (out / "report.md").read_text()
   assert cli.main(["evaluate", str(out), "--n", "8", "--steps", "5"]) == 0
-  assert "last visible sample v" in (out / "evaluation.md").read_text()
+  assert "the AE-RBM decodes v of the last sweep" in (out / "evaluation.md").read_text()
   table = Path(__file__).parents[1] / "experiments" / "code_noise_table.py"
   cells = runpy.run_path(str(table))["row"](out).strip("| ").split(" | ")
   assert cells[:3] == ["digits", "2", "sample"] and len(cells) == 12
