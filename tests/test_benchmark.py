@@ -1,6 +1,7 @@
 """The benchmarks' --quick modes write complete, well-formed results (not speeds)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -134,9 +135,12 @@ def test_per_budget_curve_scores_a_fresh_run_per_budget(monkeypatch):
 
 
 def test_small_batch_bound_writes_every_column(tmp_path):
+  # numpy's BLAS on one thread: with its default pool, contending with the other test worker's
+  # threads, one numpy loop of a back-to-back pair could run 1.8x slower than the other.
+  env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
   proc = subprocess.run([sys.executable, "small_bound.py", "--batches", "2", "--sweeps", "400",
                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=300,
-                        cwd=SCRIPT.parent)
+                        cwd=SCRIPT.parent, env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]
   (md,) = tmp_path.glob("small-bound-*.md")
   row = [line for line in md.read_text().splitlines() if line.startswith("| 2 |")]
