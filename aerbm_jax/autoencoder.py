@@ -234,10 +234,10 @@ class AutoEncoder(nn.Module):
 
   def __call__(self, x: Array, noise: Array | None = None) -> Array:
     """Reconstructions of `x`; `noise` as in `Encoder` (training with `code_noise`)."""
-    return self.decoder(self.encoder(x, noise)[:, : self.config.latent_dim])
+    return self.decoder(self.encode(x, noise))
 
-  def encode(self, x: Array) -> Array:
-    return self.encoder(x)[:, : self.config.latent_dim]
+  def encode(self, x: Array, noise: Array | None = None) -> Array:
+    return self.encoder(x, noise)[:, : self.config.latent_dim]
 
   def encode_stats(self, x: Array) -> tuple[Array, Array]:
     """A VAE's posterior means and log-variances, each `(batch, latent_dim)`."""

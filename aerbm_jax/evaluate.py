@@ -57,8 +57,7 @@ def evaluate_run(run_dir: str | Path, *, n_samples: int = 256, steps: int = 1000
   recon = ae.decode_batched(ae_params, ae_cfg, ae.encode_batched(ae_params, ae_cfg, x_held))
   results: dict[str, Any] = {"n_samples": n_samples, "steps": steps, "seed": seed,
                              "n_held_out": int(len(x_held)),
-                             "decoded": f"{sampling.VISIBLE_KINDS[config.latent_decode]} of "
-                                        "the last sweep"}
+                             "decoded": sampling.VISIBLE_KINDS[config.latent_decode]}
   results["sample_quality"] = calibration.evaluate(
     {"ae_rbm": ae_rbm, "ae_gaussian": gaussian, "pixel_rbm": pixel_rbm}, x_train, x_held,
     recon, k=min(3, len(x_held) - 2), seed=seed)
@@ -86,7 +85,7 @@ def _table(r: dict[str, Any]) -> str:
     "# Evaluation: pixel RBM versus AE + RBM",
     "",
     f"{r['n_samples']} samples per model ({r['steps']} Gibbs sweeps, seed {r['seed']}; the "
-    f"AE-RBM decodes {r.get('decoded', 'E[v | h] of the last sweep')}), the "
+    f"AE-RBM decodes {r['decoded']}), the "
     f"known cases built from {r['n_held_out']} held-out images. NN distance ratio: the median "
     "pixel distance from a sample to its nearest training image over the held-out images' "
     "(about 1 for new images, near 0 for copies).",

@@ -215,7 +215,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
     },
     "sampling": {"chains": config.sample_chains, "steps": config.sample_steps,
                  "start": "uniform random visibles",
-                 "decoded": f"{sampling.VISIBLE_KINDS[config.latent_decode]} of the last sweep"},
+                 "decoded": sampling.VISIBLE_KINDS[config.latent_decode]},
     "sample_pixel_mse_to_nearest_train": {
       "ae_rbm": _nearest_mse(ae_rbm_images, x_train),
       "pixel_rbm": _nearest_mse(pixel_images, x_train),

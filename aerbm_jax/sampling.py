@@ -302,7 +302,7 @@ def sample_chains(
 
 
 # What `sample_visibles` returns of each chain, by `kind`, in words for reports.
-VISIBLE_KINDS = {"mean": "E[v | h]", "sample": "v"}
+VISIBLE_KINDS = {"mean": "E[v | h] of the last sweep", "sample": "v of the last sweep"}
 
 
 def sample_visibles(key: Array, params: RBM, n_chains: int, n_steps: int,
