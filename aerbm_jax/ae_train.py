@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from functools import partial
 from pathlib import Path
@@ -42,7 +43,8 @@ def augment(key: Array, x: Array, dihedral: bool = False) -> Array:
 
 class AEHistory(NamedTuple):
   train_mse: np.ndarray  # shape=(epochs,)
-  held_out_mse: np.ndarray  # shape=(epochs,), NaN without held-out images
+  # shape=(epochs,), NaN without held-out images; the encoder's own codes, not refined
+  held_out_mse: np.ndarray
 
 
 def loss(params: Any, config: AEConfig, batch: Array, key: Array) -> Array:
@@ -116,7 +118,8 @@ def fit(
     params: initial parameters from `init` (not modified).
     images: training images in [0, 1].
     config: architecture and training settings.
-    held_out: images whose MSE is tracked every 5th epoch and at the end.
+    held_out: images whose MSE (of the encoder's codes, unrefined) is tracked every 5th epoch
+      and at the end.
     checkpoint_dir: parameters, Adam state and losses are checkpointed at epoch ends (at most
       every `checkpoint_every_s` seconds), at the end, and on KeyboardInterrupt; a folder that
       already holds a checkpoint resumes from it, bit for bit.
@@ -141,6 +144,9 @@ def fit(
   progress = None
   if checkpoint_dir is not None:
     progress = checkpoint.Progress(checkpoint_dir, checkpoint_every_s)
+  # Held-out scores during training use the encoder's codes: refining them every 5th epoch
+  # would cost about as much as the epochs.
+  unrefined = dataclasses.replace(config, refine_steps=0)
   meta = {"model": "autoencoder", "config": checkpoint.config_meta(config),
           "n_images": int(x.shape[0]), "key": np.asarray(jax.random.key_data(key)).tolist()}
   orders: dict[int, tuple[np.ndarray, Array]] = {}  # epoch -> (minibatch order, step keys)
@@ -170,7 +176,7 @@ def fit(
                                  f"{mean}); lower learning_rate"
                                  + loop.where_saved(progress, "step"))
       if held is not None and (epoch % 5 == 0 or epoch == config.epochs - 1):
-        run.held_out[epoch] = held_out_mse(params, config, held)
+        run.held_out[epoch] = held_out_mse(params, unrefined, held)
     return _Run(params, opt_state, run.losses, run.held_out)
 
   def postfix(run: _Run, done: int) -> dict | None:

@@ -61,8 +61,10 @@ def _storage_error(err: BaseException, where: Path, need: int) -> StorageError |
 
 def config_meta(config: Any) -> dict[str, Any]:
   """A training config as a checkpoint records it: every field but `progress`, which only
-  decides whether a bar is shown, so a run may resume with it changed."""
-  return {k: v for k, v in dataclasses.asdict(config).items() if k != "progress"}
+  decides whether a bar is shown, and the class's `INFERENCE_FIELDS` (settings used after
+  training), so a run may resume with those changed."""
+  skip = {"progress", *getattr(config, "INFERENCE_FIELDS", ())}
+  return {k: v for k, v in dataclasses.asdict(config).items() if k not in skip}
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -8,9 +8,11 @@ to read `config.json` back) and how an unknown field is refused (`check_fields`)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
-from typing import Any, Iterable
+import types
+from typing import Any, ClassVar, Iterable, Mapping
 
 from aerbm_jax import autoencoder as ae
 from aerbm_jax import sampling, train
@@ -45,8 +47,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-def field_help(cls: type) -> dict[str, str]:
-  """Each field's one-line documentation: the comment beside it in the class's source."""
+@functools.cache
+def field_help(cls: type) -> Mapping[str, str]:
+  """Each field's one-line documentation: the comment beside it in the class's source.
+
+  Read once per class (parsing the source takes milliseconds, and the CLI asks per field).
+  """
   import inspect
 
   docs = {}
@@ -54,7 +60,7 @@ def field_help(cls: type) -> dict[str, str]:
     m = re.match(r"\s+(\w+): [^=]+=[^#]*#\s*(.+)$", line)
     if m:
       docs[m.group(1)] = m.group(2).strip()
-  return docs
+  return types.MappingProxyType(docs)
 
 
 def check_fields(cls: type, names: Iterable[str], message: str, hint: str = "") -> None:
@@ -68,14 +74,15 @@ def from_dict(cls: type, raw: dict[str, Any], where: str) -> Any:
   """The config `cls(**raw)` from JSON values (lists become tuples), validated.
 
   A field `cls` lacks (another kind of run, or another version) is a ValueError naming
-  `where` (the file) and the class.
+  `where` (the file) and the class; a field `raw` lacks takes the value in `cls.ABSENT` (what
+  a file written before the field existed meant), else its default.
   """
   check_fields(cls, raw, f"{where} has unknown field(s)",
                f": it was not written by this version's {cls.__name__} (another kind of run, "
                "or version)")
   kinds = field_kinds(cls)
   values = {k: tuple(v) if kinds[k] == "ints" and isinstance(v, list) else v
-            for k, v in raw.items()}
+            for k, v in {**getattr(cls, "ABSENT", {}), **raw}.items()}
   config = cls(**values)
   config.validate()
   return config
@@ -104,6 +111,8 @@ class ExperimentConfig:
   ae_augment: bool = True  # random flips and small shifts of the training images
   ae_dihedral: bool = False  # also vertical flips and transposes (images with no up or left)
   ae_code_noise: float = 0.0  # std of noise on the sigmoid code's pre-activations in training
+  ae_refine_steps: int = 100  # Adam steps on each image's code through the decoder; 0: none
+  ae_refine_learning_rate: float = 0.2  # the step size of those steps (on pre-activations)
   # RBM on the latent codes
   rbm_visible: str = "bernoulli"  # latent RBM's visible units; gaussian needs linear latents
   rbm_hidden: int = 64  # hidden units of the latent RBM
@@ -127,6 +136,9 @@ class ExperimentConfig:
   baselines: bool = False  # also train AE + Gaussian RBM (linear latents) and a VAE to compare
   vae_epochs: int = 0  # the VAE's passes over the training images; 0: ae_epochs
   vae_kl_weight: float = 0.2  # VAE loss = MSE + vae_kl_weight * KL / pixels (2 sigma^2)
+
+  # A field missing from a config.json written before it existed: the value that run used.
+  ABSENT: ClassVar[dict[str, Any]] = {"ae_refine_steps": 0}
   # checkpoints (a killed run resumes with --resume RUN_DIR)
   checkpoint_every_s: float = 30.0  # least time between two training checkpoints
   rbm_epochs_per_call: int = 0  # RBM epochs per compiled call; 0: ~256 updates per call
@@ -141,12 +153,12 @@ class ExperimentConfig:
       if not isinstance(v, int) or isinstance(v, bool):
         raise ValueError(f"{name} must be an int, got {v!r}")
       zero_ok = name in ("seed", "ais_betas", "rbm_epochs_per_call", "vae_epochs",
-                         "ae_warmup_steps")
+                         "ae_warmup_steps", "ae_refine_steps")
       if v < 0 or (v == 0 and not zero_ok):
         raise ValueError(f"{name} must be {'>= 0' if zero_ok else '> 0'}, got {v}")
     for name in ("ae_learning_rate", "rbm_learning_rate", "pixel_learning_rate",
                  "rbm_weight_decay", "held_out_fraction", "checkpoint_every_s",
-                 "vae_kl_weight", "ae_code_noise"):
+                 "vae_kl_weight", "ae_code_noise", "ae_refine_learning_rate"):
       v = getattr(self, name)
       if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
@@ -174,7 +186,8 @@ class ExperimentConfig:
       learning_rate=self.ae_learning_rate, epochs=self.ae_epochs,
       batch_size=self.ae_batch_size, augment=self.ae_augment,
       augment_dihedral=self.ae_dihedral, warmup_steps=self.ae_warmup_steps,
-      code_noise=self.ae_code_noise)
+      code_noise=self.ae_code_noise, refine_steps=self.ae_refine_steps,
+      refine_learning_rate=self.ae_refine_learning_rate)
 
   def rbm_config(self) -> train.TrainConfig:
     """The latent RBM's training settings."""
@@ -211,7 +224,8 @@ FOLDER_DEFAULTS: dict[str, Any] = dict(image_size=128, channels=3)
 QUICK: dict[str, Any] = dict(
   n_images=32, held_out_fraction=0.25, image_size=32, ae_latent_dim=16, ae_features=(8, 16), ae_epochs=2,
   ae_batch_size=8, rbm_hidden=8, rbm_epochs=3, rbm_batch_size=8, pixel_hidden=8,
-  pixel_epochs=3, sample_chains=8, sample_steps=20, ais_chains=4, ais_betas=50)
+  pixel_epochs=3, sample_chains=8, sample_steps=20, ais_chains=4, ais_betas=50,
+  ae_refine_steps=3)
 
 
 def make_config(name: str, *, quick: bool = False, folder: bool = False, **overrides: Any
@@ -253,6 +267,7 @@ class CIStudyConfig:
   ae_updates: int = 2000  # Adam steps per autoencoder
   ae_dihedral: bool = True  # generated Mondrian: augment with flips and transposes
   ae_features: tuple[int, ...] = (16, 32, 64)  # channels of each stride-2 conv stage
+  ae_refine_steps: int = 100  # Adam steps on each image's code through the decoder; 0: none
   moment_chains: int = 200  # samples per seed for the model's mean and covariance
   moment_steps: int = 200  # Gibbs sweeps behind each of those samples
   cov_dims: int = 48  # covariance and W W^T on the first cov_dims visible units
@@ -261,12 +276,16 @@ class CIStudyConfig:
   seed: int = 0  # the PRNG seed of every setting
   shard: bool = False  # split the seeds (then minibatches) over every device and host
 
+  # A field missing from a config.json written before it existed: the value that run used.
+  ABSENT: ClassVar[dict[str, Any]] = {"ae_refine_steps": 0}
+
   def validate(self) -> None:
     """Raise ValueError naming the first bad field."""
     for f in dataclasses.fields(self):
       v = getattr(self, f.name)
-      if f.type == "int" and (not isinstance(v, int) or v < (0 if f.name == "seed" else 1)):
-        raise ValueError(f"{f.name} must be a positive int, got {v!r}")
+      least = 0 if f.name in ("seed", "ae_refine_steps") else 1
+      if f.type == "int" and (not isinstance(v, int) or isinstance(v, bool) or v < least):
+        raise ValueError(f"{f.name} must be an int >= {least}, got {v!r}")
       if f.type == "float" and (not math.isfinite(v) or v <= 0):
         raise ValueError(f"{f.name} must be finite and > 0, got {v!r}")
     if self.seeds < 2:

@@ -54,7 +54,8 @@ def evaluate_run(run_dir: str | Path, *, n_samples: int = 256, steps: int = 1000
   codes = ae.encode_batched(ae_params, ae_cfg, x_train)
   gaussian = ae.decode_batched(ae_params, ae_cfg, baselines.sample_gaussian(
     key_gauss, baselines.fit_gaussian(codes), n_samples))
-  recon = ae.decode_batched(ae_params, ae_cfg, ae.encode_batched(ae_params, ae_cfg, x_held))
+  codes_held = ae.encode_batched(ae_params, ae_cfg, x_held)
+  recon = ae.decode_batched(ae_params, ae_cfg, codes_held)
   results: dict[str, Any] = {"n_samples": n_samples, "steps": steps, "seed": seed,
                              "n_held_out": int(len(x_held)),
                              "decoded": sampling.VISIBLE_KINDS[config.latent_decode]}
@@ -62,7 +63,7 @@ def evaluate_run(run_dir: str | Path, *, n_samples: int = 256, steps: int = 1000
     {"ae_rbm": ae_rbm, "ae_gaussian": gaussian, "pixel_rbm": pixel_rbm}, x_train, x_held,
     recon, k=min(3, len(x_held) - 2), seed=seed)
   z_train = scaler.forward(codes)
-  z_held = scaler.forward(ae.encode_batched(ae_params, ae_cfg, x_held))
+  z_held = scaler.forward(codes_held)
   ll_kw = dict(n_chains=max(config.ais_chains, 2), n_betas=max(config.ais_betas, 100))
   results["log_likelihood"] = {
     "latent_rbm_nats_per_code": partition.log_likelihood_estimate(

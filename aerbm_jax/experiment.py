@@ -53,8 +53,7 @@ def _estimate_ll(key, params: rbm.RBM, x: np.ndarray, config: ExperimentConfig,
 
 def _fit_autoencoder(keys: _Keys, config: ExperimentConfig, x_train, x_held, run_dir: Path,
                      resume: bool):
-  """Stage 2: train the AE, save it and its reconstructions; `(params, ae config, history,
-  metrics)`."""
+  """Stage 2: train the AE and save it; `(params, ae config, history)`."""
   ae_cfg = config.ae_config()
   if ae_cfg.batch_size > len(x_train):
     ae_cfg = dataclasses.replace(ae_cfg, batch_size=len(x_train))
@@ -63,18 +62,37 @@ def _fit_autoencoder(keys: _Keys, config: ExperimentConfig, x_train, x_held, run
                            checkpoint_dir=run_dir / "checkpoints" / "train" / "autoencoder",
                            checkpoint_every_s=config.checkpoint_every_s)
   checkpoint.save(run_dir / "checkpoints" / "autoencoder", ae_params, overwrite=resume)
-  shown = x_held[:16] if len(x_held) >= 4 else x_train[:16]
-  recon = ae.decode_batched(ae_params, ae_cfg, ae.encode_batched(ae_params, ae_cfg, shown))
+  return ae_params, ae_cfg, hist
+
+
+def _encode_images(ae_params, ae_cfg: ae.AEConfig, hist, x_train, x_held, run_dir: Path):
+  """Stage 2b: encode every image once (refined when `ae_refine_steps` > 0), save
+  reconstructions and score them.
+
+  Returns:
+    `(codes, metrics)`: `codes` holds "train" and "held" codes `(N, latent_dim)` and "recon",
+    the held-out images decoded from theirs (the training images' when none is held out).
+  """
+  codes = {"train": ae.encode_batched(ae_params, ae_cfg, x_train)}
+  codes["held"] = ae.encode_batched(ae_params, ae_cfg, x_held) if len(x_held) else codes["train"]
+  codes["recon"] = ae.decode_batched(ae_params, ae_cfg, codes["held"])
+  eval_set = x_held if len(x_held) else x_train
+  if len(x_held) >= 4:
+    shown, recon = x_held[:16], codes["recon"][:16]
+  else:
+    shown, recon = x_train[:16], ae.decode_batched(ae_params, ae_cfg, codes["train"][:16])
   plots.save_grid(run_dir / "ae_reconstructions.png",
                   np.stack([shown, recon], 1).reshape((-1,) + shown.shape[1:]), cols=8)
-  eval_set = x_held if len(x_held) else x_train
-  ae_metrics = {
+  unrefined = dataclasses.replace(ae_cfg, refine_steps=0)
+  metrics_ = {
     "train_mse": float(hist.train_mse[-1]),
-    "held_out_mse": ae.held_out_mse(ae_params, ae_cfg, eval_set),
+    "held_out_mse": float(np.mean((codes["recon"] - eval_set) ** 2)),
+    "encoder_held_out_mse": ae.held_out_mse(ae_params, unrefined, eval_set),
+    "refine_steps": ae_cfg.refine_steps,
     "mean_image_mse": float(np.mean((eval_set - x_train.mean(0)) ** 2)),
     "evaluated_on": "held-out" if len(x_held) else "train",
   }
-  return ae_params, ae_cfg, hist, ae_metrics
+  return codes, metrics_
 
 
 def _fit_rbm(key_init, key_fit, x: np.ndarray, n_hidden: int, visible: str,
@@ -125,16 +143,20 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
 
   # 2. autoencoder
   t0 = time.perf_counter()
-  ae_params, ae_cfg, ae_hist, ae_metrics = _fit_autoencoder(keys, config, x_train, x_held,
-                                                            run_dir, resume)
+  ae_params, ae_cfg, ae_hist = _fit_autoencoder(keys, config, x_train, x_held, run_dir,
+                                                resume)
   timings["autoencoder_s"] = time.perf_counter() - t0
-  print(f"autoencoder: held-out MSE {ae_metrics['held_out_mse']:.5f} "
+  t0 = time.perf_counter()
+  codes, ae_metrics = _encode_images(ae_params, ae_cfg, ae_hist, x_train, x_held, run_dir)
+  timings["encode_s"] = time.perf_counter() - t0
+  refined = (f", {ae_metrics['encoder_held_out_mse']:.5f} from the encoder's codes before "
+             f"{ae_cfg.refine_steps} refining steps" if ae_cfg.refine_steps else "")
+  print(f"autoencoder: held-out MSE {ae_metrics['held_out_mse']:.5f}{refined} "
         f"(predicting the mean image: {ae_metrics['mean_image_mse']:.5f})")
 
   # 3. latent RBM
   t0 = time.perf_counter()
-  z_train = ae.encode_batched(ae_params, ae_cfg, x_train)
-  z_held = ae.encode_batched(ae_params, ae_cfg, x_held) if len(x_held) else z_train
+  z_train, z_held = codes["train"], codes["held"]
   scaler = Standardiser.fit(z_train, config.rbm_visible == "gaussian")
   zs_train, zs_held = scaler.forward(z_train), scaler.forward(z_held)
   rbm_cfg = config.rbm_config()
@@ -173,9 +195,10 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
     keys.gaussian, gaussian, config.sample_chains))
   timings["ae_gaussian_s"] = time.perf_counter() - t0
   samples = {"ae_rbm": ae_rbm_images, "ae_gaussian": gaussian_images, "pixel_rbm": pixel_images}
+  ae_s = timings["autoencoder_s"] + timings["encode_s"]
   model_times = {
-    "ae_rbm": timings["autoencoder_s"] + timings["latent_rbm_s"] + timings["ae_rbm_sampling_s"],
-    "ae_gaussian": timings["autoencoder_s"] + timings["ae_gaussian_s"],
+    "ae_rbm": ae_s + timings["latent_rbm_s"] + timings["ae_rbm_sampling_s"],
+    "ae_gaussian": ae_s + timings["ae_gaussian_s"],
     "pixel_rbm": timings["pixel_rbm_s"] + timings["pixel_rbm_sampling_s"]}
   extra: dict[str, dict[str, Any]] = {}
   if config.baselines:
@@ -187,11 +210,12 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
   plots.save_grid(run_dir / "ae_rbm_samples.png", ae_rbm_images)
   plots.save_grid(run_dir / "pixel_rbm_samples.png", pixel_images)
   plots.save_grid(run_dir / "ae_gaussian_samples.png", gaussian_images)
-  plots.save_grid(run_dir / "interpolations.png", _interpolations(ae_params, ae_cfg, x_train),
+  plots.save_grid(run_dir / "interpolations.png", _interpolations(ae_params, ae_cfg, z_train),
                   cols=8)
   paint_hidden_units(run_dir, ae_params, ae_cfg, lat, pix, scaler, x_train.shape[1:])
   plots.save_curves(run_dir / "training_curves.png", {
-    "autoencoder MSE": {"train": ae_hist.train_mse, "held-out": ae_hist.held_out_mse},
+    "autoencoder MSE": {"train": ae_hist.train_mse,
+                        "held-out, the encoder's codes": ae_hist.held_out_mse},
     "latent RBM reconstruction": {"train": lat_hist.recon_error},
     "pixel RBM reconstruction": {"train": pix_hist.recon_error},
   })
@@ -225,8 +249,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: boo
     metrics_["baselines"] = {n: {"ae_held_out_mse": b["ae_held_out_mse"],
                                  "name": BASELINE_NAMES[n]} for n, b in extra.items()}
   if len(x_held) >= 5:
-    recon = ae.decode_batched(ae_params, ae_cfg, ae.encode_batched(ae_params, ae_cfg, x_held))
-    metrics_["sample_quality"] = calibration.evaluate(samples, x_train, x_held, recon,
+    metrics_["sample_quality"] = calibration.evaluate(samples, x_train, x_held, codes["recon"],
                                                       seed=config.seed)
   timings["metrics_s"] = time.perf_counter() - t0
   timings["model_s"] = model_times  # each model's training and sampling, its AE's included
@@ -265,11 +288,12 @@ def _nearest_mse(samples: np.ndarray, train_images: np.ndarray) -> float:
   return float(np.mean(d2) / s.shape[1])
 
 
-def _interpolations(params, cfg: ae.AEConfig, images: np.ndarray, n_pairs: int = 4,
+def _interpolations(params, cfg: ae.AEConfig, codes: np.ndarray, n_pairs: int = 4,
                     steps: int = 8) -> np.ndarray:
-  """Decoded straight lines between the latents of image pairs, `(n_pairs*steps, H, W, C)`."""
-  n_pairs = min(n_pairs, len(images) // 2)
-  ends = ae.encode_batched(params, cfg, images[: 2 * n_pairs])
+  """Decoded straight lines between pairs of `codes: (N, latent_dim)` (images 0-1, 2-3, ...),
+  `(n_pairs*steps, H, W, C)`."""
+  n_pairs = min(n_pairs, len(codes) // 2)
+  ends = codes[: 2 * n_pairs]
   t = np.linspace(0, 1, steps, dtype=np.float32)[None, :, None]
   z = (1 - t) * ends[0::2, None] + t * ends[1::2, None]
   return ae.decode_batched(params, cfg, z.reshape(-1, z.shape[-1]))

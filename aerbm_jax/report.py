@@ -81,6 +81,17 @@ _BASELINE_PICTURES = """
 """
 
 
+def _refined(m: dict[str, Any]) -> str:
+  """How the codes were made, when the encoder's were refined (runs before refining: none)."""
+  a = m["autoencoder"]
+  if not a.get("refine_steps"):
+    return ""
+  return (f"\nEvery code (the latent RBM's training data, and the reconstructions here) is the "
+          f"encoder's, refined by {a['refine_steps']} Adam steps through the frozen decoder "
+          f"(encoding took {m['timings']['encode_s']:.0f} s in all); the encoder's own codes "
+          f"give {a['encoder_held_out_mse']:.5f}.")
+
+
 def experiment_report(config: ExperimentConfig, m: dict[str, Any]) -> str:
   """The markdown report of a recipe run whose metrics are `m` (as in `metrics.json`)."""
   a, lat, pix = m["autoencoder"], m["latent_rbm"], m["pixel_rbm"]
@@ -108,18 +119,19 @@ def experiment_report(config: ExperimentConfig, m: dict[str, Any]) -> str:
       **MODEL_NAMES, **{n: b["name"] for n, b in m.get("baselines", {}).items()}})
     if m.get("baselines"):
       quality = _BASELINE_PICTURES + quality
+  encoding = f"encoding {t['encode_s']:.0f} s, " if "encode_s" in t else ""
   return f"""# Experiment `{config.name}`
 
 Data: {m['data']['source']}; {m['data']['n_train']} training and {m['data']['n_held_out']}
 held-out images of shape {tuple(m['data']['image_shape'])}. Seed {config.seed}.
-Total time {t['total_s']:.0f} s (autoencoder {t['autoencoder_s']:.0f} s, latent RBM
+Total time {t['total_s']:.0f} s (autoencoder {t['autoencoder_s']:.0f} s, {encoding}latent RBM
 {t['latent_rbm_s']:.0f} s, pixel RBM {t['pixel_rbm_s']:.0f} s).
 
 ## Training images and autoencoder reconstructions
 ![training images](train_images.png)
 
 Pairs of (image, reconstruction). Reconstruction MSE on {a['evaluated_on']} images:
-**{a['held_out_mse']:.5f}** (predicting the mean training image: {a['mean_image_mse']:.5f}).
+**{a['held_out_mse']:.5f}** (predicting the mean training image: {a['mean_image_mse']:.5f}).{_refined(m)}
 
 ![reconstructions](ae_reconstructions.png)
 

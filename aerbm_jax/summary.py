@@ -82,7 +82,7 @@ def fit_baselines(config: ExperimentConfig, x_train: np.ndarray, x_held: np.ndar
   # (b) the VAE
   t0 = time.perf_counter()
   vae_cfg = dataclasses.replace(base, latent_activation="linear", variational=True,
-                                kl_weight=config.vae_kl_weight,
+                                kl_weight=config.vae_kl_weight, refine_steps=0,
                                 epochs=config.vae_epochs or base.epochs)
   vae, vae_cfg, vae_mse = _train_ae(keys[5], keys[6], vae_cfg, x_train, x_held, run_dir,
                                     "vae", config, resume)

@@ -26,7 +26,7 @@ from functools import partial
 import numpy as np, jax, jax.numpy as jnp, flax.linen as nn, optax
 from aerbm_jax.data.mondrian import mondrian_batch
 from aerbm_jax.data.preprocess import split_indices
-from aerbm_jax.autoencoder import lecun_normal, UpConv
+from aerbm_jax.layers import UpConv, lecun_normal
 
 args = dict(a.split("=") for a in sys.argv[1:])
 feat = tuple(int(f) for f in args.get("features", "16,32,64,128").split(","))

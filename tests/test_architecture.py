@@ -12,7 +12,7 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 # Lowest first: a module may import only modules before it.
 ORDER = ["rng", "parallel", "optim", "data", "rbm", "checkpoint", "loop", "sampling",
          "tempering", "ais", "partition", "gradients", "epochs", "train", "baselines",
-         "autoencoder", "ae_train", "metrics", "calibration", "plots", "estimators", "configs",
+         "layers", "autoencoder", "ae_train", "metrics", "calibration", "plots", "estimators", "configs",
          "runs", "report", "html", "summary", "experiment", "ci_study", "likelihoods", "evaluate", "cli"]
 MAX_LINES = 400
 

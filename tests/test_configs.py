@@ -53,3 +53,28 @@ def test_unknown_and_bad_fields_are_named():
     configs.make_config("faces", latent_decode="binary")
   gaussian = configs.make_config("faces", rbm_visible="gaussian", ae_latent_activation="linear")
   assert gaussian.rbm_config().method == "cd" and gaussian.pixel_config().epochs == 300
+
+
+def test_refine_fields_reach_the_ae_and_older_files_mean_no_refining():
+  config = configs.make_config("faces", ae_refine_steps=7, ae_refine_learning_rate=0.5)
+  assert (config.ae_config().refine_steps, config.ae_config().refine_learning_rate) == (7, 0.5)
+  assert configs.make_config("mondrian").ae_config().refine_steps == 100
+  with pytest.raises(ValueError, match="ae_refine_steps must be >= 0"):
+    configs.make_config("faces", ae_refine_steps=-1)
+  with pytest.raises(ValueError, match="refine_learning_rate must be finite and > 0"):
+    configs.make_config("faces", ae_refine_learning_rate=0.0)
+  with pytest.raises(ValueError, match="ae_refine_learning_rate must be a finite number"):
+    configs.make_config("faces", ae_refine_learning_rate="fast")
+  raw = {k: list(v) if isinstance(v, tuple) else v
+         for k, v in dataclasses.asdict(configs.make_config("faces")).items()}
+  assert configs.from_dict(configs.ExperimentConfig, raw, "x.json").ae_refine_steps == 100
+  del raw["ae_refine_steps"]  # a run written before codes were refined
+  assert configs.from_dict(configs.ExperimentConfig, raw, "x.json").ae_refine_steps == 0
+  study = configs.make_study_config(quick=True, ae_refine_steps=0)
+  assert study.ae_refine_steps == 0 and configs.make_study_config().ae_refine_steps == 100
+  with pytest.raises(ValueError, match="ae_refine_steps must be an int >= 0"):
+    configs.make_study_config(ae_refine_steps=-1)
+  raw = {k: list(v) if isinstance(v, tuple) else v
+         for k, v in dataclasses.asdict(configs.make_study_config()).items()}
+  del raw["ae_refine_steps"]
+  assert configs.from_dict(configs.CIStudyConfig, raw, "x.json").ae_refine_steps == 0

@@ -30,9 +30,13 @@ def test_quick_mondrian_run_writes_everything(mondrian_run):
     assert (mondrian_run / name).exists(), name
   m = json.loads((mondrian_run / "metrics.json").read_text())
   assert m["autoencoder"]["held_out_mse"] > 0 and m["pixel_rbm"]["n_visible"] == 32 * 32 * 3
+  a = m["autoencoder"]  # --quick refines each code by 3 steps: fewer errors than the encoder's
+  assert a["refine_steps"] == 3 and a["held_out_mse"] < a["encoder_held_out_mse"]
+  assert m["timings"]["encode_s"] > 0
   ll = m["latent_rbm"]["held_out_log_likelihood"]  # 16 latents x 8 hidden: enumerated
   assert ll["method"] == "exact" and np.isfinite(ll["log_z"]) and np.isfinite(ll["log_likelihood"])
   report = (mondrian_run / "report.md").read_text()
+  assert "refined by 3 Adam steps through the frozen decoder" in report
   for png in ("ae_rbm_samples.png", "pixel_rbm_samples.png", "interpolations.png"):
     assert png in report
   cfg = json.loads((mondrian_run / "config.json").read_text())

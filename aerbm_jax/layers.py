@@ -1,0 +1,85 @@
+"""The autoencoder's layers: a fast-compiling initialiser and upsampling convolutions.
+
+`UpConv` is nearest 2x upsampling followed by a 3x3 convolution, computed at the low
+resolution (`upsample_conv`); `lecun_normal` is flax's default initialiser drawn flat.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+__all__ = ["lecun_normal", "upsample", "upsample_conv", "UpConv"]
+
+
+def lecun_normal(key: Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> Array:
+  """Flax's default kernel initialiser (LeCun truncated normal), drawn on a flat shape.
+
+  The same values bit for bit (the random bits depend only on the flat index), but XLA's CPU
+  compiler takes seconds on a (3, 3, 8, 16) draw and well under one on a flat one.
+  `shape`: Dense `(in, out)` or Conv `(kh, kw, in, out)`; the fan-in is all but the last axis.
+  """
+  fan_in = math.prod(shape[:-1])
+  std = math.sqrt(1.0 / fan_in) / 0.87962566103423978  # std of N(0, 1) truncated to [-2, 2]
+  flat = jax.random.truncated_normal(key, -2.0, 2.0, (math.prod(shape),), dtype)
+  return (flat * jnp.asarray(std, dtype)).reshape(shape)
+
+
+def upsample(x: Array) -> Array:
+  """Nearest-neighbour 2x upsampling of `(batch, H, W, C)`."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def _phase_taps(w: Array, phase: int) -> Array:
+  """The 2 taps along one axis of a 3-tap kernel `w` (that axis first) seen by output rows of
+  `phase` after nearest 2x upsampling: rows 2i (taps on i-1, i) or 2i+1 (taps on i, i+1)."""
+  if phase == 0:
+    return jnp.stack([w[0], w[1] + w[2]])
+  return jnp.stack([w[0] + w[1], w[2]])
+
+
+def upsample_conv(x: Array, kernel: Array, bias: Array) -> Array:
+  """`conv3x3_same(upsample(x))` computed at the low resolution: `(B, H, W, Cin)` ->
+  `(B, 2H, 2W, Cout)` for `kernel: (3, 3, Cin, Cout)`, `bias: (Cout,)`.
+
+  After nearest upsampling a 3x3 window covers only 2x2 distinct input pixels, which differ
+  by the output pixel's phase (row and column parity): output pixel `(2i + a, 2j + c)` is a
+  2x2 convolution, with summed taps, of the padded input's rows `i + a, i + a + 1` and
+  columns `j + c, j + c + 1`. The four phase kernels run as one 2x2 convolution with
+  `4 * Cout` outputs over the padded input, and each phase's outputs are read at its offset
+  and interleaved: the same function with 4/9 of the multiply-adds and no upsampled copy in
+  memory, in the one large convolution that XLA's CPU kernels run fastest (four separate
+  phase convolutions ran 2-3x slower forward).
+  """
+  b, h, w, _ = x.shape
+  cout = kernel.shape[-1]
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  kernels = []  # phase (a, c): its (2, 2, Cin, Cout) kernel, in the order (0,0) (0,1) (1,0) (1,1)
+  for a in (0, 1):
+    k_rows = _phase_taps(kernel, a)  # (2, 3, Cin, Cout)
+    kernels += [jnp.swapaxes(_phase_taps(jnp.swapaxes(k_rows, 0, 1), c), 0, 1) for c in (0, 1)]
+  y = jax.lax.conv_general_dilated(xp, jnp.concatenate(kernels, axis=-1), (1, 1), "VALID",
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  y = y.reshape(b, h + 1, w + 1, 2, 2, cout)  # (B, H + 1, W + 1, a, c, Cout)
+  rows = [jnp.stack([y[:, a : a + h, c : c + w, a, c] for c in (0, 1)], axis=3)
+          for a in (0, 1)]  # per a: (B, H, W, c, Cout)
+  out = jnp.stack(rows, axis=2)  # (B, H, a, W, c, Cout)
+  return out.reshape(b, 2 * h, 2 * w, cout) + bias
+
+
+class UpConv(nn.Module):
+  """Nearest 2x upsampling then a 3x3 SAME convolution, as `upsample_conv` computes it; the
+  parameters are a 3x3 `nn.Conv`'s (`kernel: (3, 3, Cin, Cout)`, `bias`)."""
+
+  features: int
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kernel = self.param("kernel", lecun_normal, (3, 3, x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    return upsample_conv(x, kernel, bias)
