@@ -38,6 +38,7 @@ __all__ = [
   "reconstruct",
   "mse",
   "held_out_mse",
+  "codes_mse",
   "encode_stats",
   "Encoder",
   "Decoder",
@@ -238,7 +239,7 @@ def _init(key: Array, config: AEConfig) -> Any:
 
 
 @partial(jax.jit, static_argnames=("config", "method"))
-def _apply(params: Any, x: Array, config: AEConfig, method: str | None = None) -> Array:
+def _apply(params: Any, x: Array, config: AEConfig, method: str) -> Array:
   return AutoEncoder(config).apply(params, x, method=method)
 
 
@@ -306,9 +307,7 @@ def encode_stats(params: Any, config: AEConfig, x: ArrayLike) -> tuple[Array, Ar
 
 def reconstruct(params: Any, config: AEConfig, x: ArrayLike) -> Array:
   """Decoded codes of images `(batch, H, W, C)`, the same shape (a VAE decodes its means)."""
-  if config.refine_steps:
-    return decode(params, config, encode(params, config, x))
-  return _apply(params, check_images(x, config), config)
+  return decode(params, config, encode(params, config, x))
 
 
 def mse(params: Any, config: AEConfig, x: ArrayLike) -> Array:
@@ -362,6 +361,13 @@ def decode_batched(params: Any, config: AEConfig, z: ArrayLike, batch: int = 64)
 
 
 def held_out_mse(params: Any, config: AEConfig, images: ArrayLike, batch: int = 64) -> float:
-  """Reconstruction MSE over many images (`encode_batched`, then `decode_batched`)."""
-  rec = decode_batched(params, config, encode_batched(params, config, images, batch), batch)
+  """Reconstruction MSE over many images (`encode_batched`, then `codes_mse`)."""
+  return codes_mse(params, config, encode_batched(params, config, images, batch), images, batch)
+
+
+def codes_mse(params: Any, config: AEConfig, codes: ArrayLike, images: ArrayLike,
+              batch: int = 64) -> float:
+  """Per-pixel MSE of `images: (N, H, W, C)` decoded from their `codes: (N, latent_dim)`, for
+  codes already encoded once (`decode_batched`)."""
+  rec = decode_batched(params, config, codes, batch)
   return float(np.mean((rec - np.asarray(images)) ** 2))

@@ -57,11 +57,6 @@ def _refined(config: CIStudyConfig) -> str:
           "through the frozen decoder")
 
 
-def _recon_mse(params, cfg: ae.AEConfig, codes: np.ndarray, images: np.ndarray) -> float:
-  """The per-pixel MSE of `images` decoded from their `codes` (already encoded once)."""
-  return float(np.mean((ae.decode_batched(params, cfg, codes) - images) ** 2))
-
-
 def _fit_seeds(key, x: np.ndarray, config: CIStudyConfig, lr: float):
   """S seeds of one setting in one vmapped call: stacked params."""
   keys = jax.random.split(key, config.seeds)
@@ -171,8 +166,8 @@ def run_study(config: CIStudyConfig, run_dir: str | Path, *, resume: bool = Fals
       ll = partition.log_likelihood_estimate(key_ll, first, z_held, n_chains=config.ais_chains,
                                              n_betas=config.ais_betas, base_data=z)
       row = {"space": f"latent{d}", "visible": d,
-             "ae_train_mse": _recon_mse(ae_params, ae_cfg, z, x),
-             "ae_held_out_mse": _recon_mse(ae_params, ae_cfg, z_held, held),
+             "ae_train_mse": ae.codes_mse(ae_params, ae_cfg, z, x),
+             "ae_held_out_mse": ae.codes_mse(ae_params, ae_cfg, z_held, held),
              "latent_log_likelihood_seed0": ll._asdict()}
     row.update(
       n=n, seconds=time.perf_counter() - t0,
