@@ -39,10 +39,10 @@ test-all: install browser
 experiment: install
 	$(BIN)/aerbm experiment $(NAME) $(ARGS)
 
-# The peers (PyTorch, rbms, learnergy) install into .venv on first use; MNIST is read from
+# The peers (PyTorch, rbms, learnergy, thrml) install into .venv on first use; MNIST is read from
 # ../shared/data/mnist.npz unless ARGS has --mnist PATH.
 bench: install
-	$(BIN)/python -c "import torch, rbms, learnergy" 2>/dev/null || \
+	$(BIN)/python -c "import torch, rbms, learnergy, thrml" 2>/dev/null || \
 	  $(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/tasks.py $(ARGS)

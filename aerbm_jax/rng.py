@@ -10,8 +10,8 @@ from jax import Array
 from jax.extend.random import threefry2x32_p
 from jax.typing import ArrayLike
 
-__all__ = ["bernoulli", "uniforms", "permutation", "typed_keys", "DEFAULT_UNIFORM_BITS",
-           "resolve_uniform_bits"]
+__all__ = ["bernoulli", "uniforms", "permutation", "typed_keys", "threefry2x32",
+           "DEFAULT_UNIFORM_BITS", "resolve_uniform_bits"]
 
 # None: chosen per backend, whichever benchmarks/results/ shows faster there. 16-bit uniforms
 # (two draws per 32-bit random word; resolution 2^-16, so P(draw = 1) = round(p * 2^16) / 2^16,
@@ -36,6 +36,69 @@ def resolve_uniform_bits(uniform_bits: int | None) -> int:
   return uniform_bits
 
 
+# Threefry-2x32's rotation distances, for rounds 0-3 and 4-7 of every 8 (Random123).
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def _as_pair(x0: Array, x1: Array) -> Array:
+  """Two uint32 words as one complex64 element (their bits, untouched)."""
+  return jax.lax.complex(*(jax.lax.bitcast_convert_type(x, jnp.float32) for x in (x0, x1)))
+
+
+def _from_pair(pair: Array) -> tuple[Array, Array]:
+  """The two uint32 words of `_as_pair`."""
+  return tuple(jax.lax.bitcast_convert_type(f(pair), jnp.uint32) for f in (jnp.real, jnp.imag))
+
+
+def _threefry2x32_cpu(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
+  """`threefry2x32` as one fused loop over the counters, computing each block's words once.
+
+  JAX's CPU lowering of the hash runs its five groups of four rounds as a loop, and every
+  group is then a separate pass that writes both words to memory. Unrolled instead, with
+  constant rotation distances, the 20 rounds are one elementwise fusion. Two things keep XLA
+  from recomputing that fusion for every use of its output (each uniform of a 16-bit draw,
+  each of the two words): the fusion is the body of a loop that runs once, whose trip count
+  XLA cannot see through the optimization barrier, and its one output is a complex64 array
+  carrying both words, so each block's rounds are computed once for both.
+  """
+  ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
+
+  def rounds(pair: Array) -> Array:
+    x0, x1 = _from_pair(pair)
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for group in range(5):  # four rounds, then a key injection
+      for r in _ROTATIONS[group % 2]:
+        x0 = x0 + x1
+        x1 = x0 ^ ((x1 << jnp.uint32(r)) | (x1 >> jnp.uint32(32 - r)))
+      x0 = x0 + ks[(group + 1) % 3]
+      x1 = x1 + ks[(group + 2) % 3] + jnp.uint32(group + 1)
+    return _as_pair(x0, x1)
+
+  once = jax.lax.optimization_barrier(jnp.int32(1))
+  _, pair = jax.lax.while_loop(lambda c: c[0] < once, lambda c: (c[0] + 1, rounds(c[1])),
+                               (jnp.int32(0), _as_pair(x0, x1)))
+  return _from_pair(pair)
+
+
+def threefry2x32(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
+  """Threefry-2x32 with 20 rounds, the hash behind `jax.random`'s default keys.
+
+  The same function as `jax.extend.random.threefry2x32_p`, compiled on CPU as one pass over
+  the counters (`_threefry2x32_cpu`; benchmarks/results/small-bound-cpu-2core.md times the
+  two), and as JAX's own elsewhere.
+
+  Args:
+    k0, k1: () uint32, the key's two words.
+    x0, x1: uint32 counters, one shape.
+
+  Returns:
+    The two output words, each `x0`'s shape, uint32.
+  """
+  return jax.lax.platform_dependent(
+    k0, k1, x0, x1, cpu=_threefry2x32_cpu,
+    default=lambda *args: tuple(threefry2x32_p.bind(*args)))
+
+
 def _threefry_pair(key: Array, shape: tuple[int, ...]) -> tuple[Array, Array] | None:
   """The two output words of Threefry-2x32 blocks of `shape`, or None if `key` is not threefry.
 
@@ -48,8 +111,7 @@ def _threefry_pair(key: Array, shape: tuple[int, ...]) -> tuple[Array, Array] | 
     return None
   k = jax.random.key_data(key)
   counter = jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape)
-  first, second = threefry2x32_p.bind(k[0], k[1], jnp.zeros_like(counter), counter)
-  return first, second
+  return threefry2x32(k[0], k[1], jnp.zeros_like(counter), counter)
 
 
 def _words(key: Array, shape: tuple[int, ...], columns: tuple[slice, ...]) -> list[list[Array]]:

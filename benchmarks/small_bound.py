@@ -4,7 +4,9 @@ For aerbm_jax and numpy (`bench_peers.numpy_sampler`, as `tasks.py` runs it), ti
 block Gibbs sweep (matmuls, sigmoids, uniforms, Bernoulli draws) and the same loop with the
 draws replaced by a threshold (matmuls, biases and sigmoids, the same in both), per sweep,
 medians of 7 calls. Where the matmuls alone take as long as numpy's matmuls, the ratio to
-numpy cannot exceed numpy's full sweep over our matmuls. Writes
+numpy cannot exceed numpy's full sweep over our matmuls. Also times one sweep's random words alone: the hash
+`rng.threefry2x32` compiles to against JAX's own lowering of the same Threefry-2x32
+(`threefry2x32_p`), timed back to back. Writes
 `benchmarks/results/small-bound-<backend>-<cores>core.md`.
 
   python benchmarks/small_bound.py [--batches 2,8,32,64] [--sweeps N]
@@ -18,8 +20,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.random import threefry2x32_p
 
-from aerbm_jax import rbm, sampling
+from aerbm_jax import rbm, rng, sampling
 from bench_peers import numpy_sampler
 from bench_timing import machine_info, paired, timed
 
@@ -79,6 +82,28 @@ def measure(batch: int, sweeps: int) -> dict:
           "ratio": numpy_full / ours, "ceiling": numpy_full / ours_mm, **share}
 
 
+def hash_cost(batch: int, sweeps: int) -> dict:
+  """Microseconds per sweep of the random words of a 16-bit sweep (a block per four draws),
+  each word's two halves summed so that every word is used: `rng.threefry2x32` against
+  `threefry2x32_p`, and the ratio of the two timed back to back."""
+  blocks = -(-batch * (N_VISIBLE + N_HIDDEN) // 4)
+
+  def loop(hash_fn):
+    def body(total, key):
+      k = jax.random.key_data(key)
+      counter = jax.lax.iota(jnp.uint32, blocks)
+      x0, x1 = hash_fn(k[0], k[1], jnp.zeros_like(counter), counter)
+      return total + sum(((x & 0xFFFF) + (x >> 16)).sum() for x in (x0, x1)), None
+    f = jax.jit(lambda key: jax.lax.scan(body, jnp.uint32(0), jax.random.split(key, sweeps))[0])
+    return lambda: f(jax.random.key(2)).block_until_ready()
+
+  ours, jaxs = loop(rng.threefry2x32), loop(lambda *a: tuple(threefry2x32_p.bind(*a)))
+  assert int(jax.device_get(ours())) == int(jax.device_get(jaxs()))  # the same words
+  return {"batch": batch, "hash_us": 1e6 * _per_unit(ours, sweeps),
+          "jax_hash_us": 1e6 * _per_unit(jaxs, sweeps),
+          "hash_speedup": paired(ours, sweeps, jaxs, sweeps, 7)["ratio"]}
+
+
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--batches", default="2,8,32,64")
@@ -87,8 +112,9 @@ def main() -> None:
                   help="sweeps per timed call (0: 2000 up to 8 chains, else 500)")
   args = ap.parse_args()
   m = machine_info()
-  rows = [measure(b, args.sweeps or (2000 if b <= 8 else 500))
-          for b in map(int, args.batches.split(","))]
+  batches = [int(b) for b in args.batches.split(",")]
+  rows = [measure(b, args.sweeps or (2000 if b <= 8 else 500)) for b in batches]
+  hashes = [hash_cost(b, args.sweeps or (2000 if b <= 8 else 500)) for b in batches]
   lines = [f"# Small batches, what bounds them: {m['backend']} ({m['device']}, {m['cores']} "
            f"cores, {m['cpu']})", "", "`python benchmarks/small_bound.py`. Microseconds per "
            "784 x 500 sweep; 'matmuls' is the same loop with the draws replaced by a "
@@ -102,6 +128,14 @@ def main() -> None:
             f"{r['numpy_us']:.0f} | {r['numpy_matmuls_us']:.0f} | {r['ratio']:.2f}x | "
             f"{r['ceiling']:.2f}x | {r['aerbm_matmul_share']:.2f} | "
             f"{r['numpy_matmul_share']:.2f} |" for r in rows]
+  lines += ["", "## The sweep's random words alone", "",
+            "Microseconds per sweep for the Threefry-2x32 blocks of one sweep's 16-bit "
+            "uniforms (a block per four draws), with `rng.threefry2x32` and with JAX's "
+            "lowering of the same hash; the speed-up is timed back to back over 7 rounds. "
+            "Both give the same words.", "",
+            "| chains | rng.threefry2x32 | jax threefry2x32_p | speed-up |", "|---|---|---|---|"]
+  lines += [f"| {h['batch']} | {h['hash_us']:.1f} | {h['jax_hash_us']:.1f} | "
+            f"{h['hash_speedup']:.2f}x |" for h in hashes]
   text = "\n".join(lines) + "\n"
   Path(args.out).mkdir(parents=True, exist_ok=True)
   (Path(args.out) / f"small-bound-{m['backend']}-{m['cores']}core.md").write_text(text)

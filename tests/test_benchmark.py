@@ -152,3 +152,7 @@ def test_small_batch_bound_writes_every_column(tmp_path):
   # timings (another test worker's) does not move them.
   shares = [float(c) for c in cells[7:9]]
   assert all(0 < s <= 1.2 for s in shares), shares
+  # The hash alone, ours and JAX's lowering (the script checks that they give the same words).
+  hash_cells = [c.strip() for c in row[1].strip("|").split("|")]
+  assert len(row) == 2 and len(hash_cells) == 4
+  assert all(float(c) > 0 for c in hash_cells[1:3]) and float(hash_cells[3].rstrip("x")) > 0

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.extend.random import threefry_2x32
+from jax.extend.random import threefry2x32_p, threefry_2x32
 from scipy import stats
 
 from aerbm_jax import rng
@@ -37,6 +37,45 @@ def test_uniforms_carry_the_reference_hash_words():
     halves = np.concatenate([words & 0xFFFF, words >> 16])
     for n in (2 * rows, 2 * rows - 1):
       np.testing.assert_array_equal(_bits(rng.uniforms(key, (n, 3), 16)[0], 16), halves[:n])
+
+
+def test_unrolled_threefry_is_jaxs_threefry():
+  # Random123's known answers for Threefry-2x32-20.
+  zero, ones, pi = (jnp.uint32(0),) * 2, (jnp.uint32(0xFFFFFFFF),) * 2, (
+    jnp.uint32(0x13198A2E), jnp.uint32(0x03707344))
+  assert [int(w) for w in rng.threefry2x32(*zero, *zero)] == [0x6B200159, 0x99BA4EFE]
+  assert [int(w) for w in rng.threefry2x32(*ones, *ones)] == [0x1CB996FC, 0xBB002BE7]
+  assert [int(w) for w in rng.threefry2x32(*pi, jnp.uint32(0x243F6A88),
+                                           jnp.uint32(0x85A308D3))] == [0xC4923A9C, 0x483DF7A0]
+  # Random keys and counters, jitted and not: the same words. The CPU version carries the words
+  # as the bits of float32s, so the counters include NaN, infinity and subnormal patterns, and
+  # 4,096 blocks give dozens of such output words.
+  special = np.array([0x7FC00001, 0x7F800001, 0xFF800000, 0x00000001, 0x807FFFFF, 0x80000000],
+                     np.uint64)
+  r = np.random.default_rng(0)
+  for shape in [(6,), (3, 7), (2, 3, 4), (64, 64)]:
+    k0, k1 = (jnp.uint32(v) for v in r.integers(0, 2**32, 2, dtype=np.uint64))
+    x0, x1 = (jnp.asarray(r.integers(0, 2**32, shape, dtype=np.uint64), jnp.uint32)
+              for _ in range(2))
+    if shape == (6,):
+      x0, x1 = jnp.asarray(special, jnp.uint32), jnp.asarray(special[::-1], jnp.uint32)
+    want = threefry2x32_p.bind(k0, k1, x0, x1)
+    for got in (rng.threefry2x32(k0, k1, x0, x1), jax.jit(rng.threefry2x32)(k0, k1, x0, x1)):
+      for g, w in zip(got, want):
+        assert g.shape == shape and g.dtype == jnp.uint32
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU lowering")
+def test_cpu_threefry_computes_each_blocks_rounds_once():
+  """Compiled for CPU, a function of both words (as the 16-bit draws are) holds the 20 rounds'
+  xors once: not JAX's loop of five groups of four, nor a copy per use of the words."""
+  def both_words(k, c):
+    x0, x1 = rng.threefry2x32(k[0], k[1], jnp.zeros_like(c), c)
+    return x0 & 0xFFFF, x0 >> 16, x1 & 0xFFFF, x1 >> 16
+  hlo = jax.jit(both_words).lower(jnp.zeros(2, jnp.uint32), jnp.zeros((64, 100), jnp.uint32))
+  xors = hlo.compile().as_text().count(" xor(")
+  assert 20 <= xors < 40, xors  # 20 rounds, and the key schedule's two
 
 
 @pytest.mark.parametrize("bits", [16, 32])
