@@ -187,7 +187,7 @@ def run_all(args, res: dict) -> dict:
                          "gflops_start": peak_start["gflops"], "gflops_end": peak_end["gflops"]}
   memory = res["memory"]
   memory.update(_processmemory_bytes())
-  memory["largest_rbm_on_80gb"] = largest_on_gpu(step=16384 if quick else 256)
+  memory["largest_rbm_on_80gb"] = largest_on_gpu(step=65536 if quick else 256)
   if args.scaling:
     res["scaling"] = scaling(quick)
   return res
