@@ -6,10 +6,11 @@ draws replaced by a threshold (matmuls, biases and sigmoids, the same in both), 
 medians of 7 calls. Where the matmuls alone take as long as numpy's matmuls, the ratio to
 numpy cannot exceed numpy's full sweep over our matmuls. Also times one sweep's random words alone: the hash
 `rng.threefry2x32` compiles to against JAX's own lowering of the same Threefry-2x32
-(`threefry2x32_p`), timed back to back. Writes
+(`threefry2x32_p`), timed back to back, and whole sweeps with each (at the batches, and at
+the `--ab-sizes` given as NxMxBATCH). Writes
 `benchmarks/results/small-bound-<backend>-<cores>core.md`.
 
-  python benchmarks/small_bound.py [--batches 2,8,32,64] [--sweeps N]
+  python benchmarks/small_bound.py [--batches 2,8,32,64] [--sweeps N] [--ab-sizes 128x64x1024]
 """
 
 from __future__ import annotations
@@ -104,17 +105,39 @@ def hash_cost(batch: int, sweeps: int) -> dict:
           "hash_speedup": paired(ours, sweeps, jaxs, sweeps, 7)["ratio"]}
 
 
+def sweep_ab(n: int, m: int, batch: int) -> dict:
+  """Sweeps/s of `sampling.run` as it is, over the same with `rng.threefry2x32` replaced by
+  JAX's lowering of the hash: medians of 9 alternating calls of about 0.3 s each."""
+  params = rbm.init(jax.random.key(0), n, m)
+  state = sampling.init(params, jnp.zeros((batch, n)))
+  sweeps = max(20, int(3e8 / (4 * n * m * batch)))
+  ours = rng.threefry2x32
+  calls = []
+  for hash_fn in (ours, lambda *a: tuple(threefry2x32_p.bind(*a))):
+    rng.threefry2x32 = hash_fn  # read when `run` is traced, just below
+    f = jax.jit(lambda k, s: sampling.run(k, s, params, sweeps)[0].v)
+    f(jax.random.key(1), state).block_until_ready()
+    calls.append(lambda f=f: f(jax.random.key(1), state).block_until_ready())
+  rng.threefry2x32 = ours
+  assert (calls[0]() == calls[1]()).all()  # the same samples
+  return {"size": (n, m, batch), **paired(calls[0], sweeps, calls[1], sweeps, 9)}
+
+
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--batches", default="2,8,32,64")
   ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
   ap.add_argument("--sweeps", type=int, default=0,
                   help="sweeps per timed call (0: 2000 up to 8 chains, else 500)")
+  ap.add_argument("--ab-sizes", default="",
+                  help="more NxMxBATCH sizes for the whole-sweep comparison of the two hashes")
   args = ap.parse_args()
   m = machine_info()
   batches = [int(b) for b in args.batches.split(",")]
   rows = [measure(b, args.sweeps or (2000 if b <= 8 else 500)) for b in batches]
   hashes = [hash_cost(b, args.sweeps or (2000 if b <= 8 else 500)) for b in batches]
+  abs_ = [sweep_ab(N_VISIBLE, N_HIDDEN, b) for b in batches] + [
+    sweep_ab(*map(int, size.split("x"))) for size in filter(None, args.ab_sizes.split(","))]
   lines = [f"# Small batches, what bounds them: {m['backend']} ({m['device']}, {m['cores']} "
            f"cores, {m['cpu']})", "", "`python benchmarks/small_bound.py`. Microseconds per "
            "784 x 500 sweep; 'matmuls' is the same loop with the draws replaced by a "
@@ -136,6 +159,12 @@ def main() -> None:
             "| chains | rng.threefry2x32 | jax threefry2x32_p | speed-up |", "|---|---|---|---|"]
   lines += [f"| {h['batch']} | {h['hash_us']:.1f} | {h['jax_hash_us']:.1f} | "
             f"{h['hash_speedup']:.2f}x |" for h in hashes]
+  lines += ["", "Whole sweeps (`sampling.run`) with `rng.threefry2x32` over the same with JAX's "
+            "lowering of the hash: sweeps/s, 9 alternating calls, the ratio's median [min-max]. "
+            "Both draw the same samples.", "", "| n, m, batch | speed-up | [min-max] |",
+            "|---|---|---|"]
+  lines += [f"| {', '.join(map(str, a['size']))} | {a['ratio']:.2f}x | {a['min']:.2f}-"
+            f"{a['max']:.2f} |" for a in abs_]
   text = "\n".join(lines) + "\n"
   Path(args.out).mkdir(parents=True, exist_ok=True)
   (Path(args.out) / f"small-bound-{m['backend']}-{m['cores']}core.md").write_text(text)
