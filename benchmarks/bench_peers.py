@@ -16,8 +16,12 @@ import numpy as np
 from bench_timing import calls_for, timed, train_data
 
 
-def numpy_sampler(n, m, batch, budget):
-  """float32 numpy with PCG64 uniforms and in-place sigmoids: (call, sweeps per call)."""
+def numpy_sampler(n, m, batch, budget, draws=True):
+  """float32 numpy with PCG64 uniforms and in-place sigmoids: (call, sweeps per call).
+
+  With `draws=False`, the same loop with its two Bernoulli draws replaced by a threshold at 0.5:
+  the sweep's matmuls, biases and sigmoids alone.
+  """
   rng = np.random.default_rng(0)
   W = (0.05 * rng.standard_normal((n, m))).astype(np.float32)
   b, c = np.zeros(n, np.float32), np.zeros(m, np.float32)
@@ -31,13 +35,19 @@ def numpy_sampler(n, m, batch, budget):
       x = v @ W
       x += c
       np.negative(x, out=x); np.exp(x, out=x); x += 1; np.reciprocal(x, out=x)
-      rng.random(out=uh, dtype=np.float32)
-      np.less(uh, x, out=h)
+      if draws:
+        rng.random(out=uh, dtype=np.float32)
+        np.less(uh, x, out=h)
+      else:
+        np.greater(x, 0.5, out=h)
       y = h @ W.T
       y += b
       np.negative(y, out=y); np.exp(y, out=y); y += 1; np.reciprocal(y, out=y)
-      rng.random(out=uv, dtype=np.float32)
-      v = (uv < y).astype(np.float32)
+      if draws:
+        rng.random(out=uv, dtype=np.float32)
+        v = (uv < y).astype(np.float32)
+      else:
+        v = (y > 0.5).astype(np.float32)
 
   steps = calls_for(sweeps, budget)
   return (lambda: sweeps(steps)), steps

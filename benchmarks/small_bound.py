@@ -4,10 +4,10 @@ For aerbm_jax and numpy (`bench_peers.numpy_sampler`, as `tasks.py` runs it), ti
 block Gibbs sweep (matmuls, sigmoids, uniforms, Bernoulli draws) and the same loop with the
 draws replaced by a threshold (matmuls, biases and sigmoids, the same in both), per sweep,
 medians of 7 calls. Where the matmuls alone take as long as numpy's matmuls, the ratio to
-numpy cannot exceed numpy's full sweep over our matmuls. Also times one sweep's random words alone: the hash
-`rng.threefry2x32` compiles to against JAX's own lowering of the same Threefry-2x32
-(`threefry2x32_p`), timed back to back, and whole sweeps with each (at the batches, and at
-the `--ab-sizes` given as NxMxBATCH). Writes
+numpy cannot exceed numpy's full sweep over our matmuls. Also times one sweep's random words
+alone, from `rng.threefry2x32` and from JAX's own lowering of the same Threefry-2x32
+(`threefry2x32_p`), and whole sweeps with each (at the batches, and at the `--ab-sizes`
+given as NxMxBATCH), back to back. Writes
 `benchmarks/results/small-bound-<backend>-<cores>core.md`.
 
   python benchmarks/small_bound.py [--batches 2,8,32,64] [--sweeps N] [--ab-sizes 128x64x1024]
@@ -20,7 +20,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.extend.random import threefry2x32_p
 
 from aerbm_jax import rbm, rng, sampling
@@ -28,6 +27,11 @@ from bench_peers import numpy_sampler
 from bench_timing import machine_info, paired, timed
 
 N_VISIBLE, N_HIDDEN = 784, 500
+
+
+def jax_hash(*args):
+  """JAX's own lowering of Threefry-2x32, to compare `rng.threefry2x32` with."""
+  return tuple(threefry2x32_p.bind(*args))
 
 
 def _per_unit(f, units: int) -> float:
@@ -55,22 +59,8 @@ def measure(batch: int, sweeps: int) -> dict:
     matmuls(state.v).block_until_ready()
 
   ours, ours_mm = _per_unit(ours_call, sweeps), _per_unit(ours_mm_call, sweeps)
-  W, v0 = np.asarray(params.W), np.zeros((batch, N_VISIBLE), np.float32)
-  b, c = np.asarray(params.b), np.asarray(params.c)
-  n_np = max(1, sweeps // 4)
-
-  def np_matmuls():  # `body` in numpy: numpy_sampler's in-place sigmoids, then a threshold
-    v = v0
-    for _ in range(n_np):
-      x = v @ W
-      x += c
-      np.negative(x, out=x); np.exp(x, out=x); x += 1; np.reciprocal(x, out=x)  # noqa: E702
-      y = (x > 0.5).astype(np.float32) @ W.T
-      y += b
-      np.negative(y, out=y); np.exp(y, out=y); y += 1; np.reciprocal(y, out=y)  # noqa: E702
-      v = (y > 0.5).astype(np.float32)
-
   np_full, np_steps = numpy_sampler(N_VISIBLE, N_HIDDEN, batch, 0.3)  # tasks.py's numpy
+  np_matmuls, n_np = numpy_sampler(N_VISIBLE, N_HIDDEN, batch, 0.3, draws=False)
   numpy_full, numpy_mm = _per_unit(np_full, np_steps), _per_unit(np_matmuls, n_np)
   # The share of a sweep its matmuls take, timed back to back (`paired`), so that a change in
   # the machine's load between the timings above does not move it.
@@ -98,7 +88,7 @@ def hash_cost(batch: int, sweeps: int) -> dict:
     f = jax.jit(lambda key: jax.lax.scan(body, jnp.uint32(0), jax.random.split(key, sweeps))[0])
     return lambda: f(jax.random.key(2)).block_until_ready()
 
-  ours, jaxs = loop(rng.threefry2x32), loop(lambda *a: tuple(threefry2x32_p.bind(*a)))
+  ours, jaxs = loop(rng.threefry2x32), loop(jax_hash)
   assert int(jax.device_get(ours())) == int(jax.device_get(jaxs()))  # the same words
   return {"batch": batch, "hash_us": 1e6 * _per_unit(ours, sweeps),
           "jax_hash_us": 1e6 * _per_unit(jaxs, sweeps),
@@ -113,7 +103,7 @@ def sweep_ab(n: int, m: int, batch: int) -> dict:
   sweeps = max(20, int(3e8 / (4 * n * m * batch)))
   ours = rng.threefry2x32
   calls = []
-  for hash_fn in (ours, lambda *a: tuple(threefry2x32_p.bind(*a))):
+  for hash_fn in (ours, jax_hash):
     rng.threefry2x32 = hash_fn  # read when `run` is traced, just below
     f = jax.jit(lambda k, s: sampling.run(k, s, params, sweeps)[0].v)
     f(jax.random.key(1), state).block_until_ready()
@@ -134,8 +124,9 @@ def main() -> None:
   args = ap.parse_args()
   m = machine_info()
   batches = [int(b) for b in args.batches.split(",")]
-  rows = [measure(b, args.sweeps or (2000 if b <= 8 else 500)) for b in batches]
-  hashes = [hash_cost(b, args.sweeps or (2000 if b <= 8 else 500)) for b in batches]
+  sweeps = {b: args.sweeps or (2000 if b <= 8 else 500) for b in batches}
+  rows = [measure(b, sweeps[b]) for b in batches]
+  hashes = [hash_cost(b, sweeps[b]) for b in batches]
   abs_ = [sweep_ab(N_VISIBLE, N_HIDDEN, b) for b in batches] + [
     sweep_ab(*map(int, size.split("x"))) for size in filter(None, args.ab_sizes.split(","))]
   lines = [f"# Small batches, what bounds them: {m['backend']} ({m['device']}, {m['cores']} "
