@@ -10,7 +10,8 @@ from jax import Array
 from jax.extend.random import threefry2x32_p
 from jax.typing import ArrayLike
 
-__all__ = ["bernoulli", "uniforms", "permutation", "typed_keys", "threefry2x32",
+__all__ = ["bernoulli", "uniforms", "uniform_halves", "permutation", "typed_keys",
+           "threefry2x32",
            "DEFAULT_UNIFORM_BITS", "resolve_uniform_bits"]
 
 # None: chosen per backend, whichever benchmarks/results/ shows faster there. 16-bit uniforms
@@ -161,6 +162,46 @@ def uniforms(key: Array, shape: tuple[int, ...], uniform_bits: int | None = DEFA
     u = us[0].reshape(shape)
     return (u[..., :split], u[..., split:]), scale
   return tuple(us), scale
+
+
+def uniform_halves(key: Array, shape: tuple[int, int], split: int,
+                   uniform_bits: int | None = DEFAULT_UNIFORM_BITS
+                   ) -> tuple[tuple[tuple[Array, Array], tuple[Array, Array]], float]:
+  """`uniforms(key, shape, uniform_bits, split)` as its top and bottom rows, computed apart.
+
+  Each half, rows `[0, ceil(rows / 2))` and the rest, is made from the hash's words directly
+  (the top rows from the first words of the blocks, or the low 16 bits of every word, the
+  bottom ones from the rest), never sliced out of the joined whole, so that two groups of
+  chains can draw their sweeps independently, and at once, while drawing exactly what the
+  whole batch draws.
+
+  Args:
+    key: PRNG key.
+    shape: `(rows, columns)`, rows >= 2.
+    split: the column where the first part of each row ends.
+    uniform_bits: 16, 32, or None for the backend's default.
+
+  Returns:
+    `((top[:, :split], top[:, split:]), (bottom[:, :split], bottom[:, split:])), scale`.
+  """
+  if len(shape) != 2 or shape[0] < 2:
+    raise ValueError(f"uniform_halves needs a (rows >= 2, columns) shape, got {tuple(shape)}")
+  rows, top = shape[0], (shape[0] + 1) // 2
+  columns = (slice(None, split), slice(split, None))
+  if resolve_uniform_bits(uniform_bits) == 32:
+    halves = []
+    for w in _words(key, shape, columns):
+      pieces = w if len(w) == 2 else [w[0][:top], w[0][top:]]  # one piece: not a threefry key
+      halves.append([jax.lax.bitcast_convert_type((x >> 9) | 0x3F800000, jnp.float32) - 1.0
+                     for x in pieces])
+    scale = 1.0
+  else:  # the words' low halves are the top rows' uniforms, their high halves the rest's
+    halves = [[jnp.concatenate([x & 0xFFFF for x in w]).astype(jnp.float32) + 0.5,
+               jnp.concatenate([x >> 16 for x in w])[: rows - top].astype(jnp.float32) + 0.5]
+              for w in _words(key, (top, shape[1]), columns)]
+    scale = 65536.0
+  (top_h, bottom_h), (top_v, bottom_v) = halves
+  return ((top_h, top_v), (bottom_h, bottom_v)), scale
 
 
 def bernoulli(key: Array, p: ArrayLike, uniform_bits: int | None = DEFAULT_UNIFORM_BITS) -> Array:

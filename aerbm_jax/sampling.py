@@ -10,6 +10,7 @@ Parallel tempering, which swaps states between such chains, is in `tempering`.
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import Any, Callable, NamedTuple
 
@@ -20,7 +21,7 @@ from jax import Array
 from jax.sharding import Mesh
 from jax.typing import ArrayLike
 from aerbm_jax import loop, parallel, rbm
-from aerbm_jax.rng import DEFAULT_UNIFORM_BITS, bernoulli, uniforms
+from aerbm_jax.rng import DEFAULT_UNIFORM_BITS, bernoulli, uniform_halves, uniforms
 from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
   "VISIBLE_KINDS",
   "chain_means",
   "check_precision",
+  "in_halves",
 ]
 
 
@@ -113,12 +115,48 @@ def half_step(
     # one hash launch instead of two and matters most at small batches.
     batch, n, m = p_h.shape[0], rbm.n_visible(params), rbm.n_hidden(params)
     (u_h, u_v), scale = uniforms(key, (batch, m + n), uniform_bits, split=m)
-    h = (u_h < p_h * scale).astype(p_h.dtype)
-    return GibbsState(v=(u_v < rbm.visible_mean(params, h, precision) * scale).astype(p_h.dtype),
-                      h=h)
+    return _draw(p_h, u_h, u_v, scale, params, precision)
   key_h, key_v = jax.random.split(key)
   h = bernoulli(key_h, p_h, uniform_bits)
   return GibbsState(v=rbm.sample_visible(key_v, params, h, uniform_bits, precision), h=h)
+
+
+def _draw(p_h: Array, u_h: Array, u_v: Array, scale: float, params: BernoulliRBM,
+          precision: str | None) -> GibbsState:
+  """A Bernoulli model's `h ~ p_h`, then `v ~ p(v | h)`, from the uniforms `u_h: (chains,
+  n_hidden)` and `u_v: (chains, n_visible)` of `rng.uniforms` and their scale."""
+  h = (u_h < p_h * scale).astype(p_h.dtype)
+  return GibbsState(v=(u_v < rbm.visible_mean(params, h, precision) * scale).astype(p_h.dtype),
+                    h=h)
+
+
+# `in_halves`: the chains, the smallest product (chains x n_visible x n_hidden), the most weights.
+HALVES_CHAINS = (8, 64)
+HALVES_MIN_PRODUCT = 2**21
+HALVES_MAX_WEIGHTS = 2**20
+
+
+def in_halves(params: RBM, n_chains: int) -> bool:
+  """Whether `run` sweeps `n_chains` chains of `params` as two independent halves.
+
+  XLA's CPU matmul spreads a product of few rows (8 to 64 chains at 784 x 500) poorly over the
+  cores; the two halves' products, independent of each other, run at once, one per core
+  (benchmarks/results/small-bound-cpu-2core.md). Only on a CPU with two or more cores and one
+  device, for a Bernoulli model whose products are not tiny (dispatch-bound, where two of
+  everything costs more) and whose W is at most `HALVES_MAX_WEIGHTS` (read from memory twice
+  a product, a large W costs more than it gains). The samples are the same either way.
+
+  Args:
+    params: the model.
+    n_chains: the batch of chains `run` is given.
+  """
+  if not isinstance(params, BernoulliRBM) or jax.default_backend() != "cpu":
+    return False
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  n, m = rbm.n_visible(params), rbm.n_hidden(params)
+  return ((cores or 1) >= 2 and jax.device_count() == 1
+          and HALVES_CHAINS[0] <= n_chains <= HALVES_CHAINS[1]
+          and n_chains * n * m >= HALVES_MIN_PRODUCT and n * m <= HALVES_MAX_WEIGHTS)
 
 
 def run(
@@ -133,6 +171,9 @@ def run(
   keys: Array | None = None,
 ) -> tuple[GibbsState, Any]:
   """`n_steps` sweeps with `lax.scan`. Not jitted here: jit the caller, or use `sample`.
+
+  On a multi-core CPU, 8-64 chains of a mid-sized Bernoulli model are carried as two halves,
+  swept at once (`in_halves`); they draw what `step` draws, bit for bit.
 
   Args:
     key: PRNG key, split into one key per sweep.
@@ -153,12 +194,38 @@ def run(
   if precision == "bfloat16":  # round W once, not in every sweep
     params = params._replace(W=params.W.astype(jnp.bfloat16))
 
+  keys = jax.random.split(key, n_steps) if keys is None else keys
+  if in_halves(params, state.v.shape[0]):
+    return _run_halves(keys, state, params, uniform_bits, precision, transform)
+
   def one_step(s: GibbsState, key_step: Array):
     s, info = step(key_step, s, params, uniform_bits, precision)
     return s, (None if transform is None else transform(s, info))
 
-  keys = jax.random.split(key, n_steps) if keys is None else keys
   return jax.lax.scan(one_step, state, keys)
+
+
+def _run_halves(keys: Array, state: GibbsState, params: BernoulliRBM, uniform_bits: int | None,
+                precision: str | None, transform: Callable | None) -> tuple[GibbsState, Any]:
+  """`run` with the chains carried as two halves, rows `[0, ceil(chains / 2))` and the rest,
+  each swept on its own: every sweep draws the whole batch's uniforms (`rng.uniform_halves`),
+  so the chains end where `step` takes them."""
+  batch, n, m = state.v.shape[0], rbm.n_visible(params), rbm.n_hidden(params)
+  join = partial(jax.tree.map, lambda *xs: jnp.concatenate(xs))
+
+  def one_step(halves: tuple[GibbsState, GibbsState], key_step: Array):
+    draws, scale = uniform_halves(key_step, (batch, m + n), m, uniform_bits)
+    p_hs = [rbm.hidden_prob(params, s.v, precision) for s in halves]
+    new = tuple(GibbsState(*(x.astype(s.v.dtype) for x in _draw(p_h, u_h, u_v, scale, params,
+                                                                 precision)))
+                for s, p_h, (u_h, u_v) in zip(halves, p_hs, draws))
+    return new, (None if transform is None
+                 else transform(join(*new), GibbsInfo(hidden_prob=jnp.concatenate(p_hs))))
+
+  top = (batch + 1) // 2
+  halves = (jax.tree.map(lambda x: x[:top], state), jax.tree.map(lambda x: x[top:], state))
+  halves, trace = jax.lax.scan(one_step, halves, keys)
+  return join(*halves), trace
 
 
 def random_visible(key: Array, params: RBM, n_chains: int) -> Array:
@@ -247,8 +314,12 @@ def sample(
   if n_steps < 1:
     raise ValueError(f"n_steps must be >= 1, got {n_steps}")
   params, v0, sharding = parallel.place_chains(params, v0, n_chains, mesh)
-  return _sample(key, params, v0, n_chains, n_steps, trajectory, return_hidden, uniform_bits,
-                 sharding, precision)
+  # Chains swept in halves (`in_halves`) ran 1.13-1.22x faster with the hidden samples among the
+  # outputs (XLA's CPU runtime then overlaps the halves' matmuls): kept either way, dropped here.
+  keep_hidden = return_hidden or (not trajectory and in_halves(params, n_chains))
+  out = _sample(key, params, v0, n_chains, n_steps, trajectory, keep_hidden, uniform_bits,
+                sharding, precision)
+  return out if return_hidden or not keep_hidden else out[0]
 
 
 _run_chunk = jax.jit(run, static_argnames=("n_steps", "uniform_bits", "precision"))

@@ -7,7 +7,8 @@ medians of 7 calls. Where the matmuls alone take as long as numpy's matmuls, the
 numpy cannot exceed numpy's full sweep over our matmuls. Also times one sweep's random words
 alone, from `rng.threefry2x32` and from JAX's own lowering of the same Threefry-2x32
 (`threefry2x32_p`), and whole sweeps with each (at the batches, and at the `--ab-sizes`
-given as NxMxBATCH), back to back. Writes
+given as NxMxBATCH), back to back; and, at the same sizes, whole sweeps with the chains
+carried as two halves (`sampling.in_halves`) against the batch swept at once. Writes
 `benchmarks/results/small-bound-<backend>-<cores>core.md`.
 
   python benchmarks/small_bound.py [--batches 2,8,32,64] [--sweeps N] [--ab-sizes 128x64x1024]
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from unittest.mock import patch
 
 import jax
 import jax.numpy as jnp
@@ -95,25 +97,41 @@ def hash_cost(batch: int, sweeps: int) -> dict:
           "hash_speedup": paired(ours, sweeps, jaxs, sweeps, 7)["ratio"]}
 
 
-def sweep_ab(n: int, m: int, batch: int) -> dict:
-  """Sweeps/s of `sampling.run` as it is, over the same with `rng.threefry2x32` replaced by
-  JAX's lowering of the hash: the ratio over 9 alternating calls of 3e8 matmul FLOPs (at
-  least 20 sweeps) each."""
+def _run_ab(n: int, m: int, batch: int, setups, flops: float, state_out: bool = False) -> dict:
+  """Sweeps/s of `sampling.run` compiled under each of two `setups` (context managers that
+  patch the library while `run` is traced), the ratio of the first to the second over 9
+  alternating calls of `flops` matmul FLOPs (at least 20 sweeps) each, returning the chains'
+  visibles (or, with `state_out`, their whole state); both must draw the same samples. Calls of a few milliseconds time something else than a user's long runs do (the
+  results file shows how), so the default calls take a fraction of a second."""
   params = rbm.init(jax.random.key(0), n, m)
   state = sampling.init(params, jnp.zeros((batch, n)))
-  sweeps = max(20, int(3e8 / (4 * n * m * batch)))
-  ours = rng.threefry2x32
+  sweeps = max(20, int(flops / (4 * n * m * batch)))
   calls = []
-  try:
-    for hash_fn in (ours, jax_hash):
-      rng.threefry2x32 = hash_fn  # read when `run` is traced, just below
-      f = jax.jit(lambda k, s: sampling.run(k, s, params, sweeps)[0].v)
-      f(jax.random.key(1), state).block_until_ready()
-      calls.append(lambda f=f: f(jax.random.key(1), state).block_until_ready())
-  finally:
-    rng.threefry2x32 = ours
-  assert (calls[0]() == calls[1]()).all()  # the same samples
-  return {"size": (n, m, batch), **paired(calls[0], sweeps, calls[1], sweeps, 9)}
+  for setup in setups:
+    with setup:
+      f = jax.jit(lambda k, s: sampling.run(k, s, params, sweeps)[0][:2 if state_out else 1])
+      jax.block_until_ready(f(jax.random.key(1), state))
+    calls.append(lambda f=f: jax.block_until_ready(f(jax.random.key(1), state)))
+  assert all((a == b).all() for a, b in zip(calls[0](), calls[1]()))  # the same samples
+  return {"size": (n, m, batch), "in_halves": sampling.in_halves(params, batch),
+          **paired(calls[0], sweeps, calls[1], sweeps, 9)}
+
+
+def sweep_ab(n: int, m: int, batch: int, flops: float = 3e10) -> dict:
+  """`sampling.run` as it is over the same with `rng.threefry2x32` replaced by JAX's lowering of
+  the hash (`_run_ab`)."""
+  return _run_ab(n, m, batch, (patch.object(rng, "threefry2x32", rng.threefry2x32),
+                               patch.object(rng, "threefry2x32", jax_hash)), flops)
+
+
+def halves_ab(n: int, m: int, batch: int, flops: float = 3e10) -> dict:
+  """`sampling.run` with the chains swept as two halves over the whole batch at once, whatever
+  `sampling.in_halves` would choose (`_run_ab`), returning the chains' whole state (as
+  `sample_chains` does, and `sample` when it sweeps in halves) and their visibles alone."""
+  setups = lambda: (patch.object(sampling, "in_halves", lambda p, c: True),  # noqa: E731
+                    patch.object(sampling, "in_halves", lambda p, c: False))
+  state, v_only = (_run_ab(n, m, batch, setups(), flops, out) for out in (True, False))
+  return {**state, "v_only": v_only}
 
 
 def main() -> None:
@@ -124,20 +142,26 @@ def main() -> None:
                   help="sweeps per timed call (0: 2000 up to 8 chains, else 500)")
   ap.add_argument("--ab-sizes", default="",
                   help="more NxMxBATCH sizes for the whole-sweep comparison of the two hashes")
+  ap.add_argument("--ab-flops", type=float, default=3e10,
+                  help="matmul FLOPs per timed call of the whole-sweep comparisons")
   args = ap.parse_args()
   m = machine_info()
   batches = [int(b) for b in args.batches.split(",")]
   sweeps = {b: args.sweeps or (2000 if b <= 8 else 500) for b in batches}
   rows = [measure(b, sweeps[b]) for b in batches]
   hashes = [hash_cost(b, sweeps[b]) for b in batches]
-  abs_ = [sweep_ab(N_VISIBLE, N_HIDDEN, b) for b in batches] + [
-    sweep_ab(*map(int, size.split("x"))) for size in filter(None, args.ab_sizes.split(","))]
+  sizes = [(N_VISIBLE, N_HIDDEN, b) for b in batches] + [
+    tuple(map(int, size.split("x"))) for size in filter(None, args.ab_sizes.split(","))]
+  abs_ = [sweep_ab(*size, args.ab_flops) for size in sizes]
+  halves = [halves_ab(*size, args.ab_flops) for size in sizes if size[2] >= 2]  # two rows
   lines = [f"# Small batches, what bounds them: {m['backend']} ({m['device']}, {m['cores']} "
            f"cores, {m['cpu']})", "", "`python benchmarks/small_bound.py`. Microseconds per "
            "784 x 500 sweep; 'matmuls' is the same loop with the draws replaced by a "
            "threshold; the ceiling is numpy's sweep over our matmuls alone (what free "
            "random numbers would give). The matmul shares are the matmuls' time over the "
-           "whole sweep's, each pair timed back to back over 7 alternating rounds.", "",
+           "whole sweep's, each pair timed back to back over 7 alternating rounds. Our "
+           "sweeps here return the visibles alone, which at 8-64 chains is the slower case "
+           "of the two halves (last table).", "",
            "| chains | aerbm_jax | aerbm_jax matmuls | numpy | numpy matmuls | ratio | ceiling "
            "| matmul share, aerbm_jax | matmul share, numpy |",
            "|---|---|---|---|---|---|---|---|---|"]
@@ -154,11 +178,24 @@ def main() -> None:
   lines += [f"| {h['batch']} | {h['hash_us']:.1f} | {h['jax_hash_us']:.1f} | "
             f"{h['hash_speedup']:.2f}x |" for h in hashes]
   lines += ["", "Whole sweeps (`sampling.run`) with `rng.threefry2x32` over the same with JAX's "
-            "lowering of the hash: sweeps/s, 9 alternating calls, the ratio's median [min-max]. "
+            f"lowering of the hash: sweeps/s, 9 alternating calls of {args.ab_flops:.0e} "
+            "matmul FLOPs (at least 20 sweeps), the ratio's median [min-max]. "
             "Both draw the same samples.", "", "| n, m, batch | speed-up | [min-max] |",
             "|---|---|---|"]
   lines += [f"| {', '.join(map(str, a['size']))} | {a['ratio']:.2f}x | {a['min']:.2f}-"
             f"{a['max']:.2f} |" for a in abs_]
+  lines += ["", "## Two halves of the batch at once", "",
+            "Whole sweeps with the chains carried as two halves, each swept on its own, over "
+            "the whole batch swept at once (`sampling.in_halves` forced either way): sweeps/s, "
+            "9 alternating calls as above, the ratio's median [min-max], with the chains' "
+            "whole state returned (what `sample_chains` returns, and `sample` keeps where it "
+            "sweeps in halves) and with their visibles alone. Both draw the same samples. "
+            "'default' is what `sampling.in_halves` chooses on this machine.", "",
+            "| n, m, batch | default | speed-up, state out | [min-max] | speed-up, v out | "
+            "[min-max] |", "|---|---|---|---|---|---|"]
+  lines += [f"| {', '.join(map(str, a['size']))} | {'halves' if a['in_halves'] else 'whole'} | "
+            f"{a['ratio']:.2f}x | {a['min']:.2f}-{a['max']:.2f} | {a['v_only']['ratio']:.2f}x | "
+            f"{a['v_only']['min']:.2f}-{a['v_only']['max']:.2f} |" for a in halves]
   text = "\n".join(lines) + "\n"
   Path(args.out).mkdir(parents=True, exist_ok=True)
   (Path(args.out) / f"small-bound-{m['backend']}-{m['cores']}core.md").write_text(text)

@@ -139,8 +139,8 @@ def test_small_batch_bound_writes_every_column(tmp_path):
   # threads, one numpy loop of a back-to-back pair could run 1.8x slower than the other.
   env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
   proc = subprocess.run([sys.executable, "small_bound.py", "--batches", "2", "--sweeps", "400",
-                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300,
-                        cwd=SCRIPT.parent, env=env)
+                         "--ab-flops", "3e8", "--out", str(tmp_path)], capture_output=True,
+                        text=True, timeout=300, cwd=SCRIPT.parent, env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]
   (md,) = tmp_path.glob("small-bound-*.md")
   row = [line for line in md.read_text().splitlines() if line.startswith("| 2 |")]
@@ -156,3 +156,9 @@ def test_small_batch_bound_writes_every_column(tmp_path):
   hash_cells = [c.strip() for c in row[1].strip("|").split("|")]
   assert len(row) == 2 and len(hash_cells) == 4
   assert all(float(c) > 0 for c in hash_cells[1:3]) and float(hash_cells[3].rstrip("x")) > 0
+  # Whole sweeps against JAX's hash, then the batch in halves against it whole: two chains are
+  # too few for halves by default (the script checks that both ways draw the same samples).
+  ab = [line.strip("|").split("|") for line in md.read_text().splitlines()
+        if line.startswith("| 784, 500, 2 |")]
+  assert [len(cells) for cells in ab] == [3, 6] and ab[1][1].strip() == "whole"
+  assert all(float(c.strip().rstrip("x")) > 0 for c in (ab[0][1], ab[1][2], ab[1][4]))

@@ -89,6 +89,25 @@ def test_split_uniforms_are_the_slices_of_the_whole(bits, shape):
   np.testing.assert_array_equal(right, whole[..., 4:])
 
 
+@pytest.mark.parametrize("impl", ["threefry2x32", "rbg"])
+@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("rows", [2, 3, 8, 9, 33])
+def test_uniform_halves_are_the_rows_of_the_whole(impl, bits, rows):
+  """The two halves `run` draws for two groups of chains are, stacked, the whole batch's."""
+  key = jax.random.key(8, impl=impl)
+  (left, right), scale = rng.uniforms(key, (rows, 30), bits, split=11)
+  ((top_l, top_r), (bottom_l, bottom_r)), halves_scale = rng.uniform_halves(key, (rows, 30), 11,
+                                                                            bits)
+  assert halves_scale == scale and top_l.shape == (-(-rows // 2), 11)
+  np.testing.assert_array_equal(np.concatenate([top_l, bottom_l]), left)
+  np.testing.assert_array_equal(np.concatenate([top_r, bottom_r]), right)
+
+
+def test_uniform_halves_reject_a_single_row():
+  with pytest.raises(ValueError, match="rows >= 2"):
+    rng.uniform_halves(jax.random.key(0), (1, 30), 11)
+
+
 def test_other_key_kinds_draw_through_jax_random():
   key = jax.random.key(3, impl="rbg")
   np.testing.assert_array_equal(rng.uniforms(key, (4, 3), 32)[0], jax.random.uniform(key, (4, 3)))

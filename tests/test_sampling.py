@@ -1,5 +1,7 @@
 """Samplers against exact distributions: total variation over all 2^n visible states."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -145,3 +147,43 @@ def test_half_step_from_hidden_probabilities_draws_what_step_draws(visible):
   got = sampling.half_step(jax.random.key(7), rbm.hidden_prob(p, v), p)
   np.testing.assert_array_equal(got.v, want.v)
   np.testing.assert_array_equal(got.h, want.h)
+
+
+def test_chains_swept_in_halves_end_where_whole_sweeps_take_them(monkeypatch):
+  """`run` on a multi-core CPU sweeps 8-64 chains of a mid-sized model as two independent
+  halves (`sampling.in_halves`): the chains, and a trace of states and hidden probabilities,
+  are the same bit for bit as the whole batch swept at once, for an odd batch too."""
+  p = rbm.init(jax.random.key(1), 256, 160, weight_scale=0.3)
+  p = p._replace(b=jax.random.normal(jax.random.key(2), (256,)))
+
+  def chains(halves, batch, bits):
+    monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains: halves)
+    state = sampling.init(p, sampling.random_visible(jax.random.key(3), p, batch))
+    trace = lambda s, info: (s.v[:, :5], info.hidden_prob[:, :5])  # noqa: E731
+    return jax.jit(lambda k: sampling.run(k, state, p, 4, uniform_bits=bits,
+                                          transform=trace))(jax.random.key(4))
+
+  for batch, bits in ((33, 16), (32, 32)):
+    got, want = chains(True, batch, bits), chains(False, batch, bits)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+      np.testing.assert_array_equal(a, b)
+  assert float(jnp.mean(got[0].v)) > 0.05  # the chains moved: not all zeros either way
+  # `sample` keeps the hidden samples as an output when it sweeps in halves, then drops them.
+  samples = []
+  for halves in (True, False):
+    monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains, halves=halves: halves)
+    samples.append(sampling.sample(jax.random.key(5), p, n_chains=24, n_steps=3))
+  assert samples[0].shape == (24, 256)
+  np.testing.assert_array_equal(samples[0], samples[1])
+
+
+def test_in_halves_chooses_mid_sized_bernoulli_batches():
+  bernoulli = rbm.init(jax.random.key(0), 784, 500)
+  assert not sampling.in_halves(bernoulli, 4)  # too few chains
+  assert not sampling.in_halves(bernoulli, 128)  # enough rows for the matmul itself
+  assert not sampling.in_halves(rbm.init(jax.random.key(0), 128, 64), 64)  # tiny products
+  assert not sampling.in_halves(rbm.init(jax.random.key(0), 4096, 1024), 8)  # W out of cache
+  assert not sampling.in_halves(rbm.init(jax.random.key(0), 784, 500, visible="gaussian"), 32)
+  cores = len(os.sched_getaffinity(0))
+  assert sampling.in_halves(bernoulli, 32) == (
+    jax.default_backend() == "cpu" and cores >= 2 and jax.device_count() == 1)
