@@ -132,6 +132,16 @@ def _words(key: Array, shape: tuple[int, ...], columns: tuple[slice, ...]) -> li
   return [[first[..., c], second[: shape[0] - r][..., c]] for c in columns]
 
 
+def _unit_float(words: Array) -> Array:
+  """32-bit uniforms in [0, 1) from uint32 words: their top 23 bits as a float's mantissa."""
+  return jax.lax.bitcast_convert_type((words >> 9) | 0x3F800000, jnp.float32) - 1.0
+
+
+def _half_word_float(k: Array) -> Array:
+  """16-bit uniforms `k + 1/2` (scale 2^16) from 16-bit values `k` held in uint32."""
+  return k.astype(jnp.float32) + 0.5
+
+
 def uniforms(key: Array, shape: tuple[int, ...], uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
              split: int | None = None) -> tuple[Array | tuple[Array, Array], float]:
   """Uniform variates `u` of `shape` and their scale: `u / scale` is uniform on (0, 1).
@@ -148,13 +158,12 @@ def uniforms(key: Array, shape: tuple[int, ...], uniform_bits: int | None = DEFA
   columns = (slice(None),) if flat or split is None else (slice(None, split), slice(split, None))
   rows = q_shape[0]
   if resolve_uniform_bits(uniform_bits) == 32:
-    us = [jax.lax.bitcast_convert_type((jnp.concatenate(w) >> 9) | 0x3F800000, jnp.float32)
-          - 1.0 for w in _words(key, q_shape, columns)]
+    us = [_unit_float(jnp.concatenate(w)) for w in _words(key, q_shape, columns)]
     scale = 1.0
   else:
     words = _words(key, ((rows + 1) // 2,) + q_shape[1:], columns)
-    us = [jnp.concatenate([x & 0xFFFF for x in w] + [x >> 16 for x in w])[:rows]
-          .astype(jnp.float32) + 0.5 for w in words]
+    us = [_half_word_float(jnp.concatenate([x & 0xFFFF for x in w] + [x >> 16 for x in w])[:rows])
+          for w in words]
     scale = 65536.0
   if split is None:
     return us[0].reshape(shape), scale
@@ -192,12 +201,11 @@ def uniform_halves(key: Array, shape: tuple[int, int], split: int,
     halves = []
     for w in _words(key, shape, columns):
       pieces = w if len(w) == 2 else [w[0][:top], w[0][top:]]  # one piece: not a threefry key
-      halves.append([jax.lax.bitcast_convert_type((x >> 9) | 0x3F800000, jnp.float32) - 1.0
-                     for x in pieces])
+      halves.append([_unit_float(x) for x in pieces])
     scale = 1.0
   else:  # the words' low halves are the top rows' uniforms, their high halves the rest's
-    halves = [[jnp.concatenate([x & 0xFFFF for x in w]).astype(jnp.float32) + 0.5,
-               jnp.concatenate([x >> 16 for x in w])[: rows - top].astype(jnp.float32) + 0.5]
+    halves = [[_half_word_float(jnp.concatenate([x & 0xFFFF for x in w])),
+               _half_word_float(jnp.concatenate([x >> 16 for x in w])[: rows - top])]
               for w in _words(key, (top, shape[1]), columns)]
     scale = 65536.0
   (top_h, bottom_h), (top_v, bottom_v) = halves
