@@ -168,21 +168,25 @@ def init_state(key: Array, params: RBM, data: Array, config: TrainConfig) -> Tra
 def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig, shard=None):
   """One pass over shuffled minibatches (the remainder dropped), as one `lax.scan`.
 
-  `shard`: None, or the shardings `(batches, chains)` that split every minibatch and the
+  Each update gathers its own rows of `data`: a shuffled copy of the whole set, made before
+  the scan, would be written and read once more per epoch (MNIST's is 188 MB).
+
+  `shard`: None, or the shardings `(minibatch, chains)` that split every minibatch and the
   persistent chains over devices (data-parallel training).
   """
-  n, d = data.shape
+  n = data.shape[0]
   n_batches = n // config.batch_size
   tx = make_optimizer(config, n_batches)
   key_perm, key_steps = jax.random.split(key)
-  perm = permutation(key_perm, n)[: n_batches * config.batch_size]
-  batches = parallel.constrain(data[perm].reshape(n_batches, config.batch_size, d),
-                               shard and shard[0])
+  rows = permutation(key_perm, n)[: n_batches * config.batch_size]
+  rows = rows.reshape(n_batches, config.batch_size)
+  minibatch = lambda r: parallel.constrain(data[r], shard and shard[0])  # noqa: E731
 
   centred = is_centred(config, state.params)
 
   def update(s: TrainState, xs):
-    batch, key_update = xs
+    batch_rows, key_update = xs
+    batch = minibatch(batch_rows)
     # Centring needs p(h | v_data) for the hidden offsets; the estimators reuse it.
     h_data = rbm.hidden_prob(s.params, batch, config.sampler_precision) if centred else None
     offsets = s.offsets if centred else None
@@ -207,10 +211,10 @@ def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig, shar
                                    (chains, offsets), (s.chains, s.offsets))
     return TrainState(params, opt_state, chains, offsets), None
 
-  state, _ = jax.lax.scan(update, state, (batches, jax.random.split(key_steps, n_batches)))
+  state, _ = jax.lax.scan(update, state, (rows, jax.random.split(key_steps, n_batches)))
   # The curve's point: the epoch's final parameters on its last minibatch (a per-step
   # reconstruction would cost two more matmuls in every update).
-  return state, rbm.reconstruction_error(state.params, batches[-1])
+  return state, rbm.reconstruction_error(state.params, minibatch(rows[-1]))
 
 
 def run_epochs(key_loop: Array, start: Array, state: TrainState, data: Array,

@@ -86,15 +86,15 @@ def check_divisible(size: int, mesh: Mesh, what: str, axes: str | tuple[str, ...
 
 def minibatch_shardings(mesh: Mesh, batch_size: int, n_chains: int | None,
                         axes: str | tuple[str, ...]) -> tuple[NamedSharding, NamedSharding]:
-  """Shardings `(batches, chains)` of data-parallel training: `(n_batches, batch, n)` minibatch
-  stacks split on their batch axis and `(chains, n)` PCD chains, both over the mesh `axes`.
+  """Shardings `(minibatch, chains)` of data-parallel training: `(batch, n)` minibatches and
+  `(chains, n)` PCD chains, both split on their first axis over the mesh `axes`.
 
   A ValueError if `batch_size` (or `n_chains`, when not None) does not divide evenly.
   """
   check_divisible(batch_size, mesh, "batch_size", axes)
   if n_chains is not None:
     check_divisible(n_chains, mesh, "n_persistent", axes)
-  return batch_sharding(mesh, 3, dim=1, axes=axes), batch_sharding(mesh, 2, axes=axes)
+  return batch_sharding(mesh, 2, axes=axes), batch_sharding(mesh, 2, axes=axes)
 
 
 def shard_batch(tree: Any, mesh: Mesh, dim: int = 0, axes: str | tuple[str, ...] = ALL) -> Any:
