@@ -25,7 +25,7 @@ import optax
 from jax import Array
 from jax.typing import ArrayLike
 
-from aerbm_jax.layers import UpConv, lecun_normal
+from aerbm_jax.layers import Conv, UpConv, lecun_normal
 from aerbm_jax.loop import progress_bar
 
 __all__ = [
@@ -131,7 +131,6 @@ def n_stages(image_size: int, max_stages: int) -> int:
   return stages
 
 
-_conv = partial(nn.Conv, kernel_size=(3, 3), padding="SAME", kernel_init=lecun_normal)
 _dense = partial(nn.Dense, kernel_init=lecun_normal)
 
 
@@ -149,7 +148,7 @@ class Encoder(nn.Module):
     """`noise`: `(batch, latent_dim)`, added to the code's pre-activations (training only);
     `activate=False`: the pre-activations themselves."""
     for f in self.features[: n_stages(x.shape[-2], len(self.features))]:
-      x = nn.relu(_conv(f, strides=(2, 2))(x))
+      x = nn.relu(Conv(f, strides=(2, 2))(x))
     z = _dense(self.latent_dim * (2 if self.variational else 1))(x.reshape(x.shape[0], -1))
     if noise is not None:
       z = z + noise
@@ -181,7 +180,7 @@ class Decoder(nn.Module):
     # Stage i upsamples to the resolution of encoder stage i-1; the last one emits the image.
     for f in reversed(self.features[: max(stages - 1, 0)]):
       x = nn.relu(UpConv(f)(x))
-    return nn.sigmoid(UpConv(self.channels)(x) if stages else _conv(self.channels)(x))
+    return nn.sigmoid(UpConv(self.channels)(x) if stages else Conv(self.channels)(x))
 
 
 class AutoEncoder(nn.Module):

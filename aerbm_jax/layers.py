@@ -1,12 +1,15 @@
-"""The autoencoder's layers: a fast-compiling initialiser and upsampling convolutions.
+"""The autoencoder's layers: a fast-compiling initialiser, convolutions, upsampling ones.
 
-`UpConv` is nearest 2x upsampling followed by a 3x3 convolution, computed at the low
-resolution (`upsample_conv`); `lecun_normal` is flax's default initialiser drawn flat.
+`conv` is XLA's convolution with, on CPU, its kernel gradient as one matmul over the input's
+patches (`Conv` is the flax layer); `UpConv` is nearest 2x upsampling followed by a 3x3
+convolution, computed at the low resolution (`upsample_conv`); `lecun_normal` is flax's
+default initialiser drawn flat.
 """
 
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import flax.linen as nn
@@ -14,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-__all__ = ["lecun_normal", "upsample", "upsample_conv", "UpConv"]
+__all__ = ["lecun_normal", "conv", "Conv", "upsample", "upsample_conv", "UpConv"]
 
 
 def lecun_normal(key: Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> Array:
@@ -28,6 +31,76 @@ def lecun_normal(key: Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -
   std = math.sqrt(1.0 / fan_in) / 0.87962566103423978  # std of N(0, 1) truncated to [-2, 2]
   flat = jax.random.truncated_normal(key, -2.0, 2.0, (math.prod(shape),), dtype)
   return (flat * jnp.asarray(std, dtype)).reshape(shape)
+
+
+_DIMS = ("NHWC", "HWIO", "NHWC")
+# XLA's CPU kernel gradient is slow for some shapes (13 ms for the mondrian decoder's middle
+# layer, 3.8 ms as a patch matmul) and fast for few output channels, where the patches' copy
+# costs more than the matmul saves: the matmul is taken from this many output channels on.
+PATCH_GRAD_MIN_FEATURES = 32
+
+
+def _xla_conv(x: Array, kernel: Array, strides: tuple[int, int],
+              padding: tuple[tuple[int, int], tuple[int, int]]) -> Array:
+  return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=_DIMS)
+
+
+def patch_kernel_grad(x: Array, g: Array, kernel_shape: tuple[int, ...],
+                      strides: tuple[int, int]) -> Array:
+  """The kernel gradient of a VALID convolution as one matmul: `(kh, kw, Cin, Cout)` from the
+  padded input `x: (B, H, W, Cin)` and the output's cotangent `g: (B, Ho, Wo, Cout)`.
+
+  `dK[dy, dx] = sum over b, i, j of x[b, s i + dy, s j + dx] g[b, i, j]`: the kh * kw strided
+  slices of `x` stacked side by side are the patches `(B Ho Wo, kh kw Cin)`, and their
+  transpose times `g` is every tap at once.
+  """
+  kh, kw, cin, cout = kernel_shape
+  b, ho, wo, _ = g.shape
+  sy, sx = strides
+  taps = [jax.lax.slice(x, (0, dy, dx, 0), (b, dy + sy * (ho - 1) + 1, dx + sx * (wo - 1) + 1, cin),
+                        (1, sy, sx, 1)) for dy in range(kh) for dx in range(kw)]
+  patches = jnp.stack(taps, axis=3).reshape(b * ho * wo, kh * kw * cin)
+  return (patches.T @ g.reshape(b * ho * wo, cout)).reshape(kernel_shape)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv(x: Array, kernel: Array, strides: tuple[int, int],
+         padding: tuple[tuple[int, int], tuple[int, int]]) -> Array:
+  """XLA's convolution `(B, H, W, Cin)` -> `(B, Ho, Wo, Cout)` with `kernel: (kh, kw, Cin,
+  Cout)`, `padding` as `((top, bottom), (left, right))`; on CPU, with at least
+  `PATCH_GRAD_MIN_FEATURES` output channels, its kernel gradient is `patch_kernel_grad`."""
+  return _xla_conv(x, kernel, strides, padding)
+
+
+def _conv_fwd(x, kernel, strides, padding):
+  return _xla_conv(x, kernel, strides, padding), (x, kernel)
+
+
+def _conv_bwd(strides, padding, residuals, g):
+  x, kernel = residuals
+  if kernel.shape[-1] < PATCH_GRAD_MIN_FEATURES or jax.default_backend() != "cpu":
+    return jax.vjp(lambda x, k: _xla_conv(x, k, strides, padding), x, kernel)[1](g)
+  dx = jax.vjp(lambda x: _xla_conv(x, kernel, strides, padding), x)[1](g)[0]
+  xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+  return dx, patch_kernel_grad(xp, g, kernel.shape, strides)
+
+
+conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+class Conv(nn.Module):
+  """A 3x3 SAME convolution through `conv`, with an `nn.Conv`'s parameters (`kernel: (3, 3,
+  Cin, Cout)`, `bias`) and name, so checkpoints of either load into the other."""
+
+  features: int
+  strides: tuple[int, int] = (1, 1)
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kernel = self.param("kernel", lecun_normal, (3, 3, x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    pads = jax.lax.padtype_to_pads(x.shape[1:3], (3, 3), self.strides, "SAME")
+    return conv(x, kernel, self.strides, tuple(map(tuple, pads))) + bias
 
 
 def upsample(x: Array) -> Array:
@@ -63,8 +136,7 @@ def upsample_conv(x: Array, kernel: Array, bias: Array) -> Array:
   for a in (0, 1):
     k_rows = _phase_taps(kernel, a)  # (2, 3, Cin, Cout)
     kernels += [jnp.swapaxes(_phase_taps(jnp.swapaxes(k_rows, 0, 1), c), 0, 1) for c in (0, 1)]
-  y = jax.lax.conv_general_dilated(xp, jnp.concatenate(kernels, axis=-1), (1, 1), "VALID",
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  y = conv(xp, jnp.concatenate(kernels, axis=-1), (1, 1), ((0, 0), (0, 0)))
   y = y.reshape(b, h + 1, w + 1, 2, 2, cout)  # (B, H + 1, W + 1, a, c, Cout)
   rows = [jnp.stack([y[:, a : a + h, c : c + w, a, c] for c in (0, 1)], axis=3)
           for a in (0, 1)]  # per a: (B, H, W, c, Cout)

@@ -2,7 +2,9 @@
 
 import dataclasses
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -185,6 +187,35 @@ def test_upsample_conv_equals_upsampling_then_a_same_convolution(shape):
   got = layers.upsample_conv(x, kernel, bias)
   assert got.shape == (b, 2 * h, 2 * w, cout)
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+# Stride 1 and 2, odd and even sides, output channels below and above the patch threshold.
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3, 40, 2), (2, 7, 5, 16, 32, 2), (3, 6, 6, 5, 33, 1),
+                                   (2, 5, 9, 4, 8, 1)])
+def test_conv_layer_is_a_flax_conv_with_its_gradients(shape):
+  b, h, w, cin, cout, stride = shape
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(b, h, w, cin)), jnp.float32)
+  ours, flax_conv = layers.Conv(cout, (stride, stride)), nn.Conv(
+    cout, (3, 3), (stride, stride), "SAME", kernel_init=layers.lecun_normal)
+  params = ours.init(jax.random.key(0), x)
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, flax_conv.init(
+    jax.random.key(0), x))  # the same parameter tree: checkpoints load into either
+  params = jax.tree.map(lambda p: p + 0.1, params)  # a nonzero bias
+  loss = lambda m: lambda p, x: jnp.sum(jnp.sin(m.apply(p, x)))  # noqa: E731
+  np.testing.assert_allclose(ours.apply(params, x), flax_conv.apply(params, x), rtol=1e-5,
+                             atol=1e-5)
+  got, want = (jax.grad(loss(m), argnums=(0, 1))(params, x) for m in (ours, flax_conv))
+  for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(r))))
+  if cout >= layers.PATCH_GRAD_MIN_FEATURES and jax.default_backend() == "cpu":
+    g = jnp.ones((b, -(-h // stride), -(-w // stride), cout))
+    pads = jax.lax.padtype_to_pads((h, w), (3, 3), (stride, stride), "SAME")
+    kernel = params["params"]["kernel"]
+    dk = layers.patch_kernel_grad(jnp.pad(x, ((0, 0), *pads, (0, 0))), g, kernel.shape,
+                                  (stride, stride))
+    _, vjp = jax.vjp(lambda k: layers.conv(x, k, (stride, stride), tuple(map(tuple, pads))),
+                     kernel)
+    np.testing.assert_array_equal(vjp(g)[0], dk)
 
 
 def test_augmentations_are_symmetries_and_small_circular_shifts_of_each_image():
