@@ -1,7 +1,7 @@
 """The autoencoder's layers: a fast-compiling initialiser, convolutions, upsampling ones.
 
-`conv` is XLA's convolution with, on CPU, its kernel gradient as one matmul over the input's
-patches (`Conv` is the flax layer); `UpConv` is nearest 2x upsampling followed by a 3x3
+`conv` is XLA's convolution with, on CPU, its kernel gradient as a matmul per kernel tap
+(`Conv` is the flax layer); `UpConv` is nearest 2x upsampling followed by a 3x3
 convolution, computed at the low resolution (`upsample_conv`); `lecun_normal` is flax's
 default initialiser drawn flat.
 """
@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-__all__ = ["lecun_normal", "conv", "Conv", "upsample", "upsample_conv", "UpConv"]
+__all__ = ["lecun_normal", "conv", "Conv", "upsample", "upsample_conv", "interleave_phases",
+           "UpConv"]
 
 
 def lecun_normal(key: Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> Array:
@@ -34,10 +35,10 @@ def lecun_normal(key: Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -
 
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
-# XLA's CPU kernel gradient is slow for some shapes (13 ms for the mondrian decoder's middle
-# layer, 3.8 ms as a patch matmul) and fast for few output channels, where the patches' copy
-# costs more than the matmul saves: the matmul is taken from this many output channels on.
-PATCH_GRAD_MIN_FEATURES = 32
+# XLA's CPU kernel gradient is slow for some shapes (the mondrian decoder's middle layer) and
+# fast for few output channels, where the taps' copies cost more than their matmuls save: the
+# matmuls are taken from this many output channels on (docs/mondrian.md, "Speed").
+TAP_GRAD_MIN_FEATURES = 32
 
 
 def _xla_conv(x: Array, kernel: Array, strides: tuple[int, int],
@@ -45,22 +46,24 @@ def _xla_conv(x: Array, kernel: Array, strides: tuple[int, int],
   return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=_DIMS)
 
 
-def patch_kernel_grad(x: Array, g: Array, kernel_shape: tuple[int, ...],
-                      strides: tuple[int, int]) -> Array:
-  """The kernel gradient of a VALID convolution as one matmul: `(kh, kw, Cin, Cout)` from the
-  padded input `x: (B, H, W, Cin)` and the output's cotangent `g: (B, Ho, Wo, Cout)`.
+def tap_kernel_grad(x: Array, g: Array, kernel_shape: tuple[int, ...],
+                    strides: tuple[int, int]) -> Array:
+  """The kernel gradient of a VALID convolution as one matmul per tap: `(kh, kw, Cin, Cout)`
+  from the padded input `x: (B, H, W, Cin)` and the output's cotangent `g: (B, Ho, Wo, Cout)`.
 
-  `dK[dy, dx] = sum over b, i, j of x[b, s i + dy, s j + dx] g[b, i, j]`: the kh * kw strided
-  slices of `x` stacked side by side are the patches `(B Ho Wo, kh kw Cin)`, and their
-  transpose times `g` is every tap at once.
+  `dK[dy, dx] = sum over b, i, j of x[b, s i + dy, s j + dx] g[b, i, j]`: tap `(dy, dx)` is
+  the strided slice of `x` it sees, `(B Ho Wo, Cin)`, transposed, times `g` as `(B Ho Wo,
+  Cout)`; one matmul over the slices stacked into patches is slower on CPU, the stack being
+  a strided copy.
   """
   kh, kw, cin, cout = kernel_shape
   b, ho, wo, _ = g.shape
   sy, sx = strides
+  rows, gf = b * ho * wo, g.reshape(b * ho * wo, cout)
   taps = [jax.lax.slice(x, (0, dy, dx, 0), (b, dy + sy * (ho - 1) + 1, dx + sx * (wo - 1) + 1, cin),
-                        (1, sy, sx, 1)) for dy in range(kh) for dx in range(kw)]
-  patches = jnp.stack(taps, axis=3).reshape(b * ho * wo, kh * kw * cin)
-  return (patches.T @ g.reshape(b * ho * wo, cout)).reshape(kernel_shape)
+                        (1, sy, sx, 1)).reshape(rows, cin).T @ gf
+          for dy in range(kh) for dx in range(kw)]
+  return jnp.stack(taps).reshape(kernel_shape)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -68,7 +71,7 @@ def conv(x: Array, kernel: Array, strides: tuple[int, int],
          padding: tuple[tuple[int, int], tuple[int, int]]) -> Array:
   """XLA's convolution `(B, H, W, Cin)` -> `(B, Ho, Wo, Cout)` with `kernel: (kh, kw, Cin,
   Cout)`, `padding` as `((top, bottom), (left, right))`; on CPU, with at least
-  `PATCH_GRAD_MIN_FEATURES` output channels, its kernel gradient is `patch_kernel_grad`."""
+  `TAP_GRAD_MIN_FEATURES` output channels, its kernel gradient is `tap_kernel_grad`."""
   return _xla_conv(x, kernel, strides, padding)
 
 
@@ -78,11 +81,11 @@ def _conv_fwd(x, kernel, strides, padding):
 
 def _conv_bwd(strides, padding, residuals, g):
   x, kernel = residuals
-  if kernel.shape[-1] < PATCH_GRAD_MIN_FEATURES or jax.default_backend() != "cpu":
+  if kernel.shape[-1] < TAP_GRAD_MIN_FEATURES or jax.default_backend() != "cpu":
     return jax.vjp(lambda x, k: _xla_conv(x, k, strides, padding), x, kernel)[1](g)
   dx = jax.vjp(lambda x: _xla_conv(x, kernel, strides, padding), x)[1](g)[0]
   xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
-  return dx, patch_kernel_grad(xp, g, kernel.shape, strides)
+  return dx, tap_kernel_grad(xp, g, kernel.shape, strides)
 
 
 conv.defvjp(_conv_fwd, _conv_bwd)
@@ -131,17 +134,45 @@ def upsample_conv(x: Array, kernel: Array, bias: Array) -> Array:
   """
   b, h, w, _ = x.shape
   cout = kernel.shape[-1]
-  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
   kernels = []  # phase (a, c): its (2, 2, Cin, Cout) kernel, in the order (0,0) (0,1) (1,0) (1,1)
   for a in (0, 1):
     k_rows = _phase_taps(kernel, a)  # (2, 3, Cin, Cout)
     kernels += [jnp.swapaxes(_phase_taps(jnp.swapaxes(k_rows, 0, 1), c), 0, 1) for c in (0, 1)]
+  # Padded apart: XLA's CPU gradients of this convolution with the padding inside are far
+  # slower (docs/mondrian.md, "Speed").
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
   y = conv(xp, jnp.concatenate(kernels, axis=-1), (1, 1), ((0, 0), (0, 0)))
-  y = y.reshape(b, h + 1, w + 1, 2, 2, cout)  # (B, H + 1, W + 1, a, c, Cout)
+  return interleave_phases(y.reshape(b, h + 1, w + 1, 2, 2, cout)) + bias
+
+
+@jax.custom_vjp
+def interleave_phases(y: Array) -> Array:
+  """`(B, H + 1, W + 1, 2, 2, C)` phase outputs to the `(B, 2H, 2W, C)` image whose pixel
+  `(2i + a, 2j + c)` is `y[:, i + a, j + c, a, c]`.
+
+  Its gradient pads each phase's quarter of the cotangent into one array; differentiated as
+  slices, each phase's would be padded to the whole of `y` and the four summed.
+  """
+  b, h1, w1, _, _, ch = y.shape
+  h, w = h1 - 1, w1 - 1
   rows = [jnp.stack([y[:, a : a + h, c : c + w, a, c] for c in (0, 1)], axis=3)
-          for a in (0, 1)]  # per a: (B, H, W, c, Cout)
-  out = jnp.stack(rows, axis=2)  # (B, H, a, W, c, Cout)
-  return out.reshape(b, 2 * h, 2 * w, cout) + bias
+          for a in (0, 1)]  # per a: (B, H, W, c, C)
+  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, ch)  # (B, H, a, W, c, C)
+
+
+def _interleave_fwd(y):
+  return interleave_phases(y), None
+
+
+def _interleave_bwd(_, g):
+  b, h2, w2, ch = g.shape
+  g = g.reshape(b, h2 // 2, 2, w2 // 2, 2, ch)  # (B, H, a, W, c, C)
+  phases = [[jnp.pad(g[:, :, a, :, c], ((0, 0), (a, 1 - a), (c, 1 - c), (0, 0))) for c in (0, 1)]
+            for a in (0, 1)]
+  return (jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=3),)
+
+
+interleave_phases.defvjp(_interleave_fwd, _interleave_bwd)
 
 
 class UpConv(nn.Module):

@@ -187,9 +187,17 @@ def test_upsample_conv_equals_upsampling_then_a_same_convolution(shape):
   got = layers.upsample_conv(x, kernel, bias)
   assert got.shape == (b, 2 * h, 2 * w, cout)
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  # and its gradients (the phases' interleaving and the kernel's have their own)
+  naive = lambda x, k, c: jax.lax.conv_general_dilated(  # noqa: E731
+    layers.upsample(x), k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    precision="highest") + c
+  loss = lambda f: lambda *a: jnp.sum(jnp.sin(f(*a)))  # noqa: E731
+  for g, r in zip(jax.grad(loss(layers.upsample_conv), (0, 1, 2))(x, kernel, bias),
+                  jax.grad(loss(naive), (0, 1, 2))(x, kernel, bias)):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(r))))
 
 
-# Stride 1 and 2, odd and even sides, output channels below and above the patch threshold.
+# Stride 1 and 2, odd and even sides, output channels below and above the taps' threshold.
 @pytest.mark.parametrize("shape", [(2, 8, 8, 3, 40, 2), (2, 7, 5, 16, 32, 2), (3, 6, 6, 5, 33, 1),
                                    (2, 5, 9, 4, 8, 1)])
 def test_conv_layer_is_a_flax_conv_with_its_gradients(shape):
@@ -207,11 +215,11 @@ def test_conv_layer_is_a_flax_conv_with_its_gradients(shape):
   got, want = (jax.grad(loss(m), argnums=(0, 1))(params, x) for m in (ours, flax_conv))
   for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(r))))
-  if cout >= layers.PATCH_GRAD_MIN_FEATURES and jax.default_backend() == "cpu":
+  if cout >= layers.TAP_GRAD_MIN_FEATURES and jax.default_backend() == "cpu":
     g = jnp.ones((b, -(-h // stride), -(-w // stride), cout))
     pads = jax.lax.padtype_to_pads((h, w), (3, 3), (stride, stride), "SAME")
     kernel = params["params"]["kernel"]
-    dk = layers.patch_kernel_grad(jnp.pad(x, ((0, 0), *pads, (0, 0))), g, kernel.shape,
+    dk = layers.tap_kernel_grad(jnp.pad(x, ((0, 0), *pads, (0, 0))), g, kernel.shape,
                                   (stride, stride))
     _, vjp = jax.vjp(lambda k: layers.conv(x, k, (stride, stride), tuple(map(tuple, pads))),
                      kernel)
