@@ -9,7 +9,7 @@ alone, from `rng.threefry2x32` and from JAX's own lowering of the same Threefry-
 (`threefry2x32_p`), and whole sweeps with each (at the batches, and at the `--ab-sizes`
 given as NxMxBATCH), back to back; and, at the same sizes, whole sweeps with the chains
 carried as two halves (`sampling.in_halves`) against the batch swept at once. Writes
-`benchmarks/results/small-bound-<backend>-<cores>core.md`.
+`benchmarks/results/small-bound-<backend>-<cores>core.md` (or `<tag>.md` with `--tag`).
 
   python benchmarks/small_bound.py [--batches 2,8,32,64] [--sweeps N] [--ab-sizes 128x64x1024]
 """
@@ -145,6 +145,7 @@ def main() -> None:
                   help="more NxMxBATCH sizes for the whole-sweep comparison of the two hashes")
   ap.add_argument("--ab-flops", type=float, default=3e10,
                   help="matmul FLOPs per timed call of the whole-sweep comparisons")
+  ap.add_argument("--tag", default=None, help="the output's name, for another machine's run")
   args = ap.parse_args()
   m = machine_info()
   batches = [int(b) for b in args.batches.split(",")]
@@ -199,7 +200,8 @@ def main() -> None:
             f"{a['v_only']['min']:.2f}-{a['v_only']['max']:.2f} |" for a in halves]
   text = "\n".join(lines) + "\n"
   Path(args.out).mkdir(parents=True, exist_ok=True)
-  (Path(args.out) / f"small-bound-{m['backend']}-{m['cores']}core.md").write_text(text)
+  tag = args.tag or f"small-bound-{m['backend']}-{m['cores']}core"
+  (Path(args.out) / f"{tag}.md").write_text(text)
   print(text)
 
 
