@@ -178,8 +178,7 @@ def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig, shar
   n_batches = n // config.batch_size
   tx = make_optimizer(config, n_batches)
   key_perm, key_steps = jax.random.split(key)
-  rows = permutation(key_perm, n)[: n_batches * config.batch_size]
-  rows = rows.reshape(n_batches, config.batch_size)
+  rows = permutation(key_perm, n)[: n_batches * config.batch_size].reshape(n_batches, -1)
   minibatch = lambda r: parallel.constrain(data[r], shard and shard[0])  # noqa: E731
 
   centred = is_centred(config, state.params)

@@ -81,9 +81,10 @@ def _conv_fwd(x, kernel, strides, padding):
 
 def _conv_bwd(strides, padding, residuals, g):
   x, kernel = residuals
+  xla_conv = partial(_xla_conv, strides=strides, padding=padding)
   if kernel.shape[-1] < TAP_GRAD_MIN_FEATURES or jax.default_backend() != "cpu":
-    return jax.vjp(lambda x, k: _xla_conv(x, k, strides, padding), x, kernel)[1](g)
-  dx = jax.vjp(lambda x: _xla_conv(x, kernel, strides, padding), x)[1](g)[0]
+    return jax.vjp(xla_conv, x, kernel)[1](g)
+  dx = jax.vjp(lambda x: xla_conv(x, kernel), x)[1](g)[0]
   xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   return dx, tap_kernel_grad(xp, g, kernel.shape, strides)
 

@@ -220,7 +220,7 @@ def test_conv_layer_is_a_flax_conv_with_its_gradients(shape):
     pads = jax.lax.padtype_to_pads((h, w), (3, 3), (stride, stride), "SAME")
     kernel = params["params"]["kernel"]
     dk = layers.tap_kernel_grad(jnp.pad(x, ((0, 0), *pads, (0, 0))), g, kernel.shape,
-                                  (stride, stride))
+                                (stride, stride))
     _, vjp = jax.vjp(lambda k: layers.conv(x, k, (stride, stride), tuple(map(tuple, pads))),
                      kernel)
     np.testing.assert_array_equal(vjp(g)[0], dk)

@@ -39,7 +39,6 @@ def test_compiled_epoch_keeps_no_spare_copy_of_the_parameters():
   assert temp_weights < 1.5, temp_weights
 
 
-
 def test_compiled_epoch_keeps_no_shuffled_copy_of_the_data():
   """Each update gathers its own minibatch: XLA's plan for a PCD-1 epoch over 20,000 rows holds
   far less than the data as temporaries (a shuffled copy made before the scan planned 1.05x
@@ -52,6 +51,7 @@ def test_compiled_epoch_keeps_no_shuffled_copy_of_the_data():
   plan = epochs.epochs.lower(key, 0, state, x, None, cfg, 1, False).compile()
   temp_share = plan.memory_analysis().temp_size_in_bytes / (4 * 20_000 * 64)
   assert temp_share < 0.5, temp_share
+
 
 def test_epochs_driven_directly_equal_fit():
   """`setup` then chunks of `epochs.epochs` is what `train.fit` runs: the same bits."""
