@@ -5,10 +5,19 @@ per entry of `features`, a dense sigmoid code, a dense layer back, nearest 2x up
 3x3 convolutions, a sigmoid image) with Adam on the MSE, at the same batch, on the same
 threads, on random images (the rate does not depend on the pixels). aerbm_jax runs
 `ae_train.train_step`, one compiled call per update as `ae_train.fit` does.
+
+`python benchmarks/bench_ae.py` times that step against the same step with XLA's kernel
+gradients in every layer (`layers.tap_kernel_grad` is the CPU default from
+`layers.TAP_GRAD_MIN_FEATURES` output channels on), alternating, and prints the ratio.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import dataclasses
+import json
+import sys
 import time
 
 import jax
@@ -16,7 +25,8 @@ import numpy as np
 
 from aerbm_jax import ae_train
 from aerbm_jax import autoencoder as ae
-from bench_timing import calls_for
+from aerbm_jax import configs, layers
+from bench_timing import calls_for, paired
 
 
 def median_rate(step, n_images: int, repeats: int, budget: float) -> dict:
@@ -33,25 +43,51 @@ def median_rate(step, n_images: int, repeats: int, budget: float) -> dict:
           "max": float(max(rates)), "calls": calls}
 
 
-def jax_step(cfg: ae.AEConfig):
-  """aerbm_jax's compiled training step on a fixed random batch: `(step, compile_s)`."""
+@contextlib.contextmanager
+def _tap_threshold(min_features: int | None):
+  """`layers.TAP_GRAD_MIN_FEATURES` set to `min_features` while a step is traced (None: left
+  as it is). JAX caches traces by function, not by the module global, hence the clears."""
+  if min_features is None:
+    yield
+    return
+  default = layers.TAP_GRAD_MIN_FEATURES
+  jax.clear_caches()
+  layers.TAP_GRAD_MIN_FEATURES = min_features
+  try:
+    yield
+  finally:
+    layers.TAP_GRAD_MIN_FEATURES = default
+    jax.clear_caches()
+
+
+def jax_step(cfg: ae.AEConfig, tap_min_features: int | None = None):
+  """aerbm_jax's compiled training step on a fixed random batch: `(step, compile_s)`; `step()`
+  returns the update's loss, `step.compiled` is the executable it calls.
+
+  The step calls its own executable, so steps built with different
+  `tap_min_features` (`layers.TAP_GRAD_MIN_FEATURES` for this compile; `sys.maxsize`: XLA's
+  kernel gradients everywhere) can be timed side by side.
+  """
   x = jax.numpy.asarray(np.random.default_rng(0).random(
     (cfg.batch_size, cfg.image_size, cfg.image_size, cfg.channels), dtype=np.float32))
   params = ae.init(jax.random.key(0), cfg)
   state = {"p": params, "o": ae_train.optimizer(cfg).init(params), "i": 0}
   keys = list(jax.random.split(jax.random.key(1), 64))  # made up front, as `ae_train.fit` does
   t0 = time.perf_counter()
-  p, o, loss = ae_train.train_step(state["p"], state["o"], x, keys[0], cfg)
+  with _tap_threshold(tap_min_features):
+    compiled = ae_train.train_step.lower(state["p"], state["o"], x, keys[0], cfg).compile()
+  p, o, loss = compiled(state["p"], state["o"], x, keys[0])
   loss.block_until_ready()
   compile_s = time.perf_counter() - t0
   state["p"], state["o"] = p, o
 
   def step():
     state["i"] += 1
-    state["p"], state["o"], loss = ae_train.train_step(
-      state["p"], state["o"], x, keys[state["i"] % len(keys)], cfg)
-    loss.block_until_ready()
+    state["p"], state["o"], loss = compiled(state["p"], state["o"], x,
+                                            keys[state["i"] % len(keys)])
+    return loss.block_until_ready()
 
+  step.compiled = compiled
   return step, compile_s
 
 
@@ -102,3 +138,31 @@ def torch_step(cfg: ae.AEConfig, threads: int):
     optim.step()
 
   return step, sum(p.numel() for p in net.parameters())
+
+
+def tap_grad_ab(cfg: ae.AEConfig, steps: int, rounds: int, min_features: int | None = None
+                ) -> dict:
+  """The step with tap kernel gradients from `min_features` output channels on (None: the
+  library's default) over the same step with XLA's kernel gradients for every layer: `paired`
+  ratio of steps/s (> 1: the taps are faster) over `rounds` alternating calls of `steps`
+  steps each."""
+  ours, _ = jax_step(cfg, tap_min_features=min_features)
+  xla, _ = jax_step(cfg, tap_min_features=sys.maxsize)
+  r = paired(lambda: [ours() for _ in range(steps)], steps,
+             lambda: [xla() for _ in range(steps)], steps, rounds)
+  return {**r, "steps": steps,
+          "min_features": layers.TAP_GRAD_MIN_FEATURES if min_features is None else min_features}
+
+
+if __name__ == "__main__":
+  ap = argparse.ArgumentParser(description="The mondrian autoencoder step with the kernel "
+                               "gradients as tap matmuls (the CPU default) against XLA's.")
+  ap.add_argument("--steps", type=int, default=8, help="steps per timed call")
+  ap.add_argument("--rounds", type=int, default=21)
+  ap.add_argument("--image-size", type=int, default=128)
+  ap.add_argument("--min-features", type=int, default=None,
+                  help="tap gradients from this many output channels on (default: the library's)")
+  args = ap.parse_args()
+  cfg = dataclasses.replace(configs.make_config("mondrian").ae_config(),
+                            image_size=args.image_size, augment=False, progress=False)
+  print(json.dumps(tap_grad_ab(cfg, args.steps, args.rounds, args.min_features)))
