@@ -10,7 +10,7 @@ ARGS   ?=
 # so that module fixtures run once; most of the suite's time is XLA compilation.
 WORKERS ?= 2
 
-.PHONY: install browser test test-all experiment bench clean
+.PHONY: install browser test test-all experiment bench gpu-kit clean
 
 install: $(STAMP)
 
@@ -47,6 +47,13 @@ bench: install
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/tasks.py $(ARGS)
 	$(BIN)/python benchmarks/small_bound.py
+
+# What benchmarks/gpu_tasks.sh needs on a lent GPU machine beside the checkout: MNIST, copied
+# into .gpu/ (ignored by git) for the device tool to carry (`carry=[".gpu"]`).
+MNIST ?= ../shared/data/mnist.npz
+gpu-kit:
+	mkdir -p .gpu
+	cp $(MNIST) .gpu/mnist.npz
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache runs
