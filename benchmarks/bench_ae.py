@@ -8,7 +8,8 @@ threads, on random images (the rate does not depend on the pixels). aerbm_jax ru
 
 `python benchmarks/bench_ae.py` times that step against the same step with XLA's kernel
 gradients in every layer (`layers.tap_kernel_grad` is the CPU default from
-`layers.TAP_GRAD_MIN_FEATURES` output channels on), alternating, and prints the ratio.
+`layers.TAP_GRAD_MIN_FEATURES` output channels on), alternating, and prints the ratio;
+`--min-features N --against M` times the taps from N channels on against them from M on.
 """
 
 from __future__ import annotations
@@ -140,17 +141,17 @@ def torch_step(cfg: ae.AEConfig, threads: int):
   return step, sum(p.numel() for p in net.parameters())
 
 
-def tap_grad_ab(cfg: ae.AEConfig, steps: int, rounds: int, min_features: int | None = None
-                ) -> dict:
+def tap_grad_ab(cfg: ae.AEConfig, steps: int, rounds: int, min_features: int | None = None,
+                against: int = sys.maxsize) -> dict:
   """The step with tap kernel gradients from `min_features` output channels on (None: the
-  library's default) over the same step with XLA's kernel gradients for every layer: `paired`
-  ratio of steps/s (> 1: the taps are faster) over `rounds` alternating calls of `steps`
-  steps each."""
+  library's default) over the same step with them from `against` channels on (by default
+  none: XLA's kernel gradients for every layer): `paired` ratio of steps/s (> 1: the first is
+  faster) over `rounds` alternating calls of `steps` steps each."""
   ours, _ = jax_step(cfg, tap_min_features=min_features)
-  xla, _ = jax_step(cfg, tap_min_features=sys.maxsize)
+  other, _ = jax_step(cfg, tap_min_features=against)
   r = paired(lambda: [ours() for _ in range(steps)], steps,
-             lambda: [xla() for _ in range(steps)], steps, rounds)
-  return {**r, "steps": steps,
+             lambda: [other() for _ in range(steps)], steps, rounds)
+  return {**r, "steps": steps, "against": None if against == sys.maxsize else against,
           "min_features": layers.TAP_GRAD_MIN_FEATURES if min_features is None else min_features}
 
 
@@ -162,7 +163,10 @@ if __name__ == "__main__":
   ap.add_argument("--image-size", type=int, default=128)
   ap.add_argument("--min-features", type=int, default=None,
                   help="tap gradients from this many output channels on (default: the library's)")
+  ap.add_argument("--against", type=int, default=sys.maxsize,
+                  help="the step it is timed against takes tap gradients from this many "
+                  "output channels on (default: none, XLA's kernel gradients everywhere)")
   args = ap.parse_args()
   cfg = dataclasses.replace(configs.make_config("mondrian").ae_config(),
                             image_size=args.image_size, augment=False, progress=False)
-  print(json.dumps(tap_grad_ab(cfg, args.steps, args.rounds, args.min_features)))
+  print(json.dumps(tap_grad_ab(cfg, args.steps, args.rounds, args.min_features, args.against)))

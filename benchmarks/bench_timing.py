@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import statistics
@@ -106,3 +107,11 @@ def memory_bytes(compiled) -> int | None:
 def train_data(n, batch, n_batches, seed=0):
   rng = np.random.default_rng(seed)
   return (rng.random((batch * n_batches, n)) < 0.3).astype(np.float32)
+
+
+def write_results(out_dir: str, tag: str, out: dict, md: str) -> None:
+  """Write `<out_dir>/<tag>.json` and `<tag>.md`, and print the markdown."""
+  Path(out_dir).mkdir(parents=True, exist_ok=True)
+  (Path(out_dir) / f"{tag}.json").write_text(json.dumps(out, indent=1, default=float))
+  (Path(out_dir) / f"{tag}.md").write_text(md)
+  print(md)

@@ -4,10 +4,12 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 SCRIPT = Path(__file__).parent.parent / "benchmarks" / "throughput.py"
 
@@ -186,3 +188,56 @@ def test_autoencoder_step_against_xla_kernel_gradients_compiles_each_way():
   losses = [(ours(), xla()) for _ in range(3)]
   np.testing.assert_allclose(*zip(*losses), rtol=1e-5)
   assert losses[2][0] != losses[0][0]
+
+
+def test_epoch_bound_times_three_programs(tmp_path):
+  """epoch_bound.py on a mock MNIST file: a row per variant, and the unguarded epoch is its own
+  program (without it, the jit cache would hand it the guarded one), training alike."""
+  sys.path.insert(0, str(SCRIPT.parent))
+  import epoch_bound
+
+  rng = np.random.default_rng(0)
+  mock = tmp_path / "mnist.npz"
+  np.savez(mock, x_train=rng.integers(0, 256, (300, 28, 28), dtype=np.uint8),
+           x_test=rng.integers(0, 256, (10, 28, 28), dtype=np.uint8))
+  proc = subprocess.run([sys.executable, "epoch_bound.py", "--mnist", str(mock), "--rounds", "2",
+                         "--out", str(tmp_path), "--tag", "eb"], capture_output=True, text=True,
+                        timeout=300, cwd=SCRIPT.parent)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  res = json.loads((tmp_path / "eb.json").read_text())
+  assert list(res["variants"]) == list(epoch_bound.VARIANTS) and res["updates"] == 3
+  for r in res["variants"].values():
+    assert 0 < r["min_s"] <= r["median_s"] <= r["max_s"] and len(r["epoch_s"]) == 2
+  assert "| matmuls |" in (tmp_path / "eb.md").read_text()
+  data = jnp.asarray(np.asarray(rng.random((300, 784)) < 0.2, np.float32))
+  guarded, unguarded = (epoch_bound.epoch_call(v, data, 2) for v in ("library", "unguarded"))
+  assert guarded.compiled.as_text() != unguarded.compiled.as_text()
+  np.testing.assert_allclose(guarded(0), unguarded(0), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_gpu_script_dry_run_packs_every_section(tmp_path):
+  """`QUICK=1 bash benchmarks/gpu_tasks.sh` (the device script at tiny sizes, here on the CPU):
+  every section exits 0 and its results come back in the one archive."""
+  rng = np.random.default_rng(0)
+  mock = tmp_path / "mnist.npz"
+  np.savez(mock, x_train=rng.integers(0, 256, (1000, 28, 28), dtype=np.uint8),
+           x_test=rng.integers(0, 256, (100, 28, 28), dtype=np.uint8),
+           y_train=rng.integers(0, 10, 1000), y_test=rng.integers(0, 10, 100))
+  env = {**os.environ, "QUICK": "1", "MNIST": str(mock), "OUT": str(tmp_path / "out"),
+         "WORK": str(tmp_path / "work"), "RUNS": str(tmp_path / "runs"),
+         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+  proc = subprocess.run(["bash", "benchmarks/gpu_tasks.sh"], cwd=SCRIPT.parent.parent, env=env,
+                        capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  summary = (tmp_path / "out" / "gpu.txt").read_text()
+  sections = ["throughput", "mnist", "largest", "experiment-faces", "experiment-mondrian",
+              "mnist-table"]
+  for name in sections:
+    assert f"{name}: exit 0 in" in summary, summary
+  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["gpu.txt", "gpu_results.tgz"]
+  with tarfile.open(tmp_path / "out" / "gpu_results.tgz") as tar:
+    names = {Path(n).name for n in tar.getnames()}
+  assert {"throughput-gpu.json", "tasks-gpu.json", "largest_rbm.json",
+          "experiment-faces-metrics.json", "experiment-mondrian-metrics.json",
+          "mnist-table.json"} | {f"{name}.log" for name in sections} <= names

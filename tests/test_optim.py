@@ -27,11 +27,12 @@ def _run(tx, params, grads):
   return params, state
 
 
+@pytest.mark.parametrize("check", [True, False])
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 @pytest.mark.parametrize("lr", [0.05, optax.cosine_decay_schedule(0.05, 6)])
-def test_good_steps_match_optax(momentum, lr):
+def test_good_steps_match_optax(momentum, lr, check):
   p, grads = _params_and_grads(0, 6)
-  ours, state = _run(optim.guarded_sgd(lr, momentum, 1e-2, ONLY_W), p, grads)
+  ours, state = _run(optim.guarded_sgd(lr, momentum, 1e-2, ONLY_W, check=check), p, grads)
   ref, _ = _run(optax.chain(optax.add_decayed_weights(1e-2, mask=ONLY_W),
                             optax.sgd(lr, momentum=momentum or None)), p, grads)
   for a, b in zip(ours, ref):
@@ -66,6 +67,15 @@ def test_an_overflow_from_finite_gradients_is_refused():
   assert np.all(np.isfinite(g.W + 1e-4 * p.W))  # the decayed gradient itself is finite
   assert not bool(state.finite)
   np.testing.assert_array_equal(optax.apply_updates(p, updates).W, p.W)
+
+
+def test_unchecked_steps_are_all_applied():
+  """`check=False`: the NaN step the guard refuses is applied, and `finite` stays True."""
+  p, grads = _params_and_grads(1, 1)
+  bad = grads[0]._replace(W=grads[0].W.at[1, 2].set(jnp.nan))
+  after, state = _run(optim.guarded_sgd(0.1, 0.9, 1e-2, ONLY_W, check=False), p, [bad])
+  assert bool(state.finite) and int(state.count) == 1
+  assert np.isnan(after.W[1, 2]) and np.isfinite(np.delete(np.asarray(after.W).ravel(), 5)).all()
 
 
 def test_it_compiles_and_vmaps():
