@@ -14,12 +14,20 @@ key and schedule) on the same test digits, so the curves differ only in the trai
              (`aerbm experiment mnist` reproduces the published table at its own lr 0.01)
   sklearn    `BernoulliRBM.partial_fit` per minibatch (PCD-1; its documented lr 0.1)
   rbms       `rbms.training.pcd.fit_batch_pcd` + torch SGD, centred PCD-1, lr 0.01 (its
-             default), random minibatches as its `train` draws them
+             default), random minibatches as its `train` draws them (rbms 0.5, the newest
+             that installs on Python 3.11)
+  rbms 0.6   the same set-up through rbms 0.6's `PCD` sampler, which needs Python >= 3.12:
+             `rbms_peer.py` trains it in the interpreter at `RBMS_PYTHON` (`make rbms-venv`),
+             when one is set
   learnergy  `learnergy.models.bernoulli.RBM.fit`, CD-1 (it has no PCD), lr 0.1 (its default)
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -127,13 +135,44 @@ def learnergy(x: np.ndarray, n_epochs: int) -> Iterator[tuple[float, rbm.Bernoul
       jnp.asarray(model.b.detach().numpy()))
 
 
+# The Python of an environment with rbms >= 0.6 (which needs Python >= 3.12), or None.
+RBMS_PYTHON = os.environ.get("RBMS_PYTHON") or None
+
+
+def rbms_06(x: np.ndarray, n_epochs: int) -> Iterator[tuple[float, rbm.BernoulliRBM]]:
+  """rbms >= 0.6, trained by `rbms_peer.py` in the interpreter at `RBMS_PYTHON`; its epochs'
+  training seconds, as that process timed them, and the parameters after each."""
+  with tempfile.TemporaryDirectory() as tmp:
+    np.save(Path(tmp) / "x.npy", x)
+    proc = subprocess.run(
+      [RBMS_PYTHON, str(Path(__file__).with_name("rbms_peer.py")), "--data",
+       str(Path(tmp) / "x.npy"), "--epochs", str(n_epochs), "--out", str(Path(tmp) / "p.npz"),
+       "--hidden", str(N_HIDDEN), "--batch", str(BATCH)], capture_output=True, text=True)
+    if proc.returncode:
+      raise RuntimeError(f"rbms_peer.py under {RBMS_PYTHON} failed:\n{proc.stderr[-2000:]}")
+    with np.load(Path(tmp) / "p.npz") as f:
+      res = {k: f[k] for k in f.files}
+  for e in range(n_epochs):
+    yield float(res["epoch_s"][e]), rbm.BernoulliRBM(
+      jnp.asarray(res["W"][e]), jnp.asarray(res["b"][e]), jnp.asarray(res["c"][e]))
+
+
 TRAINERS: dict[str, Trainer] = {"aerbm_jax": aerbm, "aerbm_jax, one run": aerbm,
-                                "sklearn": sklearn, "rbms": rbms, "learnergy": learnergy}
+                                "sklearn": sklearn, "rbms": rbms, "rbms 0.6": rbms_06,
+                                "learnergy": learnergy}
 # Trainers whose schedule depends on the run's length: every scored budget is a fresh run.
 # The peers train at a constant learning rate, where a run of e epochs is the first e epochs
 # of a longer one, so their checkpoints are their per-budget results.
 PER_BUDGET = {"aerbm_jax"}
-PEERS = ("sklearn", "rbms", "learnergy")
+PEERS = ("sklearn", "rbms", "rbms 0.6", "learnergy")
+
+
+def available(name: str) -> bool:
+  """Whether trainer `name` can run here: its library installed (for "rbms 0.6": an
+  interpreter at `RBMS_PYTHON`)."""
+  if name == "rbms 0.6":
+    return RBMS_PYTHON is not None
+  return name not in PEERS or importlib.util.find_spec(name) is not None
 
 
 def pcd1_flops(n: int, m: int, batch: int) -> float:

@@ -26,7 +26,7 @@ def machine_info() -> dict:
     pass
   dev = jax.devices()[0]
   versions = {}
-  for lib in ("jax", "jaxlib", "numpy", "torch", "scikit-learn", "thrml"):
+  for lib in ("jax", "jaxlib", "numpy", "torch", "scikit-learn", "thrml", "rbms", "learnergy"):
     try:
       versions[lib] = importlib.metadata.version(lib)
     except importlib.metadata.PackageNotFoundError:

@@ -1,8 +1,9 @@
 """Time to a result on real tasks, against every installed peer, in one run:
 
 - `mnist`: 500-hidden RBMs on thresholded MNIST, seconds per epoch and test log-likelihood
-  against training time, for aerbm_jax, scikit-learn, rbms and learnergy (`bench_mnist`); the
-  epoch's FLOP rate against the float32 matmul peak measured in the same run;
+  against training time, for aerbm_jax, scikit-learn, rbms and learnergy (`bench_mnist`; rbms
+  0.6 too, in its own interpreter, with `--rbms-python`); the epoch's FLOP rate against the
+  float32 matmul peak measured in the same run;
 - `ae`: training images/s of the experiment's conv autoencoder against the same network in
   PyTorch (`bench_ae`): the mondrian preset's network, shape and batch;
 - `small`: block Gibbs sweeps/s at 784 x 500 with 2, 8, 32 and 64 chains against numpy,
@@ -11,6 +12,7 @@
 Writes `benchmarks/results/<tag>.json` and `<tag>.md`.
 
   python benchmarks/tasks.py [--mnist PATH] [--only mnist,ae,small] [--epochs 10] [--quick]
+                             [--rbms-python PATH]
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def run_mnist(args, out: dict) -> None:
          "ais": {"chains": args.ais_chains, "betas": args.ais_betas}, "flops_per_epoch": flops,
          "libraries": {}}
   for name in bench_mnist.TRAINERS:
-    if name in bench_mnist.PEERS and not _installed(name):
+    if not bench_mnist.available(name):
       continue
     print(f"mnist: {name}", flush=True)
     res["libraries"][name] = bench_mnist.curve(name, x, x_test, args.epochs, score_at,
@@ -210,6 +212,9 @@ def main() -> None:
   ap.add_argument("--budget-s", type=float, default=120.0,
                   help="MNIST: a library stops after the epoch that takes it past this")
   ap.add_argument("--n-train", type=int, default=0, help="0: all 60,000")
+  ap.add_argument("--rbms-python", default=bench_mnist.RBMS_PYTHON,
+                  help="a Python with rbms >= 0.6 (Python >= 3.12), trained as the peer "
+                  "'rbms 0.6' (default: $RBMS_PYTHON; `make rbms-venv` makes one)")
   ap.add_argument("--n-test", type=int, default=2000)
   ap.add_argument("--ais-chains", type=int, default=64)
   ap.add_argument("--ais-betas", type=int, default=1000)
@@ -226,6 +231,7 @@ def main() -> None:
   if args.quick:
     args.epochs, args.n_train, args.n_test, args.ais_betas, args.ais_chains = 1, 1000, 100, 50, 8
     args.ae_size, args.repeats, args.rounds, args.budget, args.ae_warmup = 32, 2, 2, 0.2, 0.5
+  bench_mnist.RBMS_PYTHON = args.rbms_python
   out: dict = {"machine": machine_info(), "peak": matmul_peak_gflops()}
   sections = {"mnist": run_mnist, "ae": run_ae, "small": run_small}
   for name in args.only.split(","):

@@ -136,6 +136,27 @@ def test_per_budget_curve_scores_a_fresh_run_per_budget(monkeypatch):
   assert calls == [3] and [p["train_s"] for p in c["points"]] == [1.0, 3.0, 6.0]
 
 
+def test_rbms_06_runs_in_the_interpreter_it_is_given(monkeypatch):
+  """"rbms 0.6" is a peer only with an interpreter set; one that cannot train it (this one: no
+  rbms 0.6 here) fails with an error naming it. With $RBMS_PYTHON set to one that can, a real
+  epoch comes back as parameters."""
+  sys.path.insert(0, str(SCRIPT.parent))
+  import bench_mnist
+
+  x = (np.random.default_rng(0).random((300, 784)) < 0.2).astype(np.float32)
+  monkeypatch.setattr(bench_mnist, "RBMS_PYTHON", None)
+  assert not bench_mnist.available("rbms 0.6") and bench_mnist.available("aerbm_jax")
+  monkeypatch.setattr(bench_mnist, "RBMS_PYTHON", sys.executable)
+  assert bench_mnist.available("rbms 0.6")
+  with pytest.raises(RuntimeError, match="rbms_peer.py under"):
+    list(bench_mnist.rbms_06(x, 1))
+  if os.environ.get("RBMS_PYTHON"):
+    monkeypatch.setattr(bench_mnist, "RBMS_PYTHON", os.environ["RBMS_PYTHON"])
+    (seconds, params), = list(bench_mnist.rbms_06(x, 1))
+    assert seconds > 0 and params.W.shape == (784, bench_mnist.N_HIDDEN)
+    assert np.all(np.isfinite(params.W)) and float(jnp.std(params.W)) > 0
+
+
 def test_small_batch_bound_writes_every_column(tmp_path):
   # numpy's BLAS on one thread: with its default pool, contending with the other test worker's
   # threads, one numpy loop of a back-to-back pair could run 1.8x slower than the other.
