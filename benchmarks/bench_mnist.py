@@ -57,12 +57,17 @@ def load(path: str, n_train: int = 0, n_test: int = 2000) -> tuple[np.ndarray, n
 Trainer = Callable[[np.ndarray, int], Iterator[tuple[float, rbm.BernoulliRBM]]]
 
 
+def train_config(n_epochs: int, learning_rate: float = LEARNING_RATE) -> train.TrainConfig:
+  """aerbm_jax's settings here: centred PCD-1, the rate falling linearly to 0 over the run."""
+  return train.TrainConfig(method="pcd", k=1, epochs=n_epochs, batch_size=BATCH,
+                           learning_rate=learning_rate, momentum=0.0, schedule="linear",
+                           centered=True, exact_ll=False, progress=False)
+
+
 def aerbm(x: np.ndarray, n_epochs: int,
           learning_rate: float = LEARNING_RATE) -> Iterator[tuple[float, rbm.BernoulliRBM]]:
   """(seconds of one epoch, parameters after it), epoch by epoch; compile time excluded."""
-  cfg = train.TrainConfig(method="pcd", k=1, epochs=n_epochs, batch_size=BATCH,
-                          learning_rate=learning_rate, momentum=0.0, schedule="linear",
-                          centered=True, exact_ll=False, progress=False)
+  cfg = train_config(n_epochs, learning_rate)
   data = jnp.asarray(x)
   params = rbm.init(jax.random.key(0), x.shape[1], N_HIDDEN, data=data)
   _, state, key = epochs.setup(jax.random.key(1), params, data, cfg)

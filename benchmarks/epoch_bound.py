@@ -30,22 +30,16 @@ import jax
 import jax.numpy as jnp
 
 import bench_mnist
-from aerbm_jax import epochs, optim, rbm, train
+from aerbm_jax import epochs, optim, rbm
 from aerbm_jax.rng import permutation
 from bench_timing import machine_info, matmul_peak_gflops, write_results
 
 VARIANTS = ("library", "unguarded", "matmuls")
 
 
-def _config(n_epochs: int) -> train.TrainConfig:
-  return train.TrainConfig(method="pcd", k=1, epochs=n_epochs, batch_size=bench_mnist.BATCH,
-                           learning_rate=bench_mnist.LEARNING_RATE, momentum=0.0,
-                           schedule="linear", centered=True, exact_ll=False, progress=False)
-
-
 def epoch_call(variant: str, data: jax.Array, n_epochs: int):
   """`call(epoch)` runs one epoch of `variant` on `data` and returns its parameters' W."""
-  cfg = _config(n_epochs)
+  cfg = bench_mnist.train_config(n_epochs)
   params = rbm.init(jax.random.key(0), data.shape[1], bench_mnist.N_HIDDEN, data=data)
   _, state, key = epochs.setup(jax.random.key(1), params, data, cfg)
   if variant == "matmuls":
