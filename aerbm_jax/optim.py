@@ -64,8 +64,9 @@ def guarded_sgd(
     step = jax.tree.map(lambda g, t: g + momentum * t, grads, state.trace) if momentum else grads
     # A NaN or inf in `step` (the new momentum) makes `p - lr * s` NaN or inf too, for any
     # lr >= 0, so one check covers both.
-    new_params = jax.tree.map(lambda p, s: p - lr * s, params, step)
-    ok = state.finite & _all_finite(new_params) if check else state.finite
+    ok = state.finite
+    if check:
+      ok = ok & _all_finite(jax.tree.map(lambda p, s: p - lr * s, params, step))
     lr_ok = jnp.where(ok, lr, 0.0)
     if momentum:
       keep = jnp.where(ok, momentum, 1.0)

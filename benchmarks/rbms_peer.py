@@ -15,7 +15,6 @@ seconds.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import time
 
 import numpy as np
@@ -63,8 +62,7 @@ def main() -> None:
       out["b"].append(model.vbias.numpy().copy())
       out["c"].append(model.hbias.numpy().copy())
       print(f"rbms epoch {len(out['epoch_s'])}: {out['epoch_s'][-1]:.2f} s", flush=True)
-  np.savez(args.out, **{k: np.asarray(v, np.float32) for k, v in out.items()},
-           version=np.asarray(importlib.metadata.version("rbms")))
+  np.savez(args.out, **{k: np.asarray(v, np.float32) for k, v in out.items()})
 
 
 if __name__ == "__main__":
