@@ -30,6 +30,7 @@ __all__ = [
   "TrainState",
   "EpochsResult",
   "make_optimizer",
+  "bounds_w",
   "init_state",
   "setup",
   "run_epochs",
@@ -114,7 +115,9 @@ class EpochsResult(NamedTuple):
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
   """SGD with momentum, L2 decay on W and the configured learning-rate schedule, refusing any
-  step that would leave NaN or inf in the parameters (`optim.guarded_sgd`)."""
+  step that would leave NaN or inf in the parameters (`optim.guarded_sgd`); a Bernoulli
+  model's W is checked on its gradient's bound (`bounds_w`), which refuses it from 1.3e30
+  (`optim.LIMIT`) on."""
   total = config.epochs * steps_per_epoch
   if config.schedule == "constant":
     lr: optax.ScalarOrSchedule = config.learning_rate
@@ -123,7 +126,15 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientT
   else:
     lr = optax.cosine_decay_schedule(config.learning_rate, total)
   only_w = lambda p: type(p)(*[name == "W" for name in p._fields])  # noqa: E731
-  return optim.guarded_sgd(lr, config.momentum, config.weight_decay, only_w)
+  w_bounded = lambda p: type(p)(*[n == "W" and bounds_w(p) for n in p._fields])  # noqa: E731
+  return optim.guarded_sgd(lr, config.momentum, config.weight_decay, only_w,
+                           bounded=w_bounded)
+
+
+def bounds_w(params: RBM) -> bool:
+  """Whether each update bounds its `W` gradient (`gradients.weight_grad_bound`), so that the
+  optimizer checks the step on scalars: Bernoulli models, whose gradient has a closed form."""
+  return isinstance(params, BernoulliRBM)
 
 
 def is_centred(config: TrainConfig, params: RBM) -> bool:
@@ -186,8 +197,11 @@ def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig, shar
   def update(s: TrainState, xs):
     batch_rows, key_update = xs
     batch = minibatch(batch_rows)
-    # Centring needs p(h | v_data) for the hidden offsets; the estimators reuse it.
-    h_data = rbm.hidden_prob(s.params, batch, config.sampler_precision) if centred else None
+    # Centring needs p(h | v_data) for the hidden offsets, and the gradient's bound its
+    # magnitude; the estimators reuse it.
+    with_bound = bounds_w(s.params)
+    h_data = (rbm.hidden_prob(s.params, batch, config.sampler_precision)
+              if centred or with_bound else None)
     offsets = s.offsets if centred else None
     if config.method == "pcd":
       grads, chains = gradients.pcd_grad(key_update, s.params, batch, s.chains, config.k,
@@ -195,14 +209,25 @@ def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig, shar
                                          offsets)
       chains = GibbsState(*(parallel.constrain(x, shard and shard[1]) for x in chains))
     else:
-      grads, _ = gradients.cd_grad(key_update, s.params, batch, config.k, config.uniform_bits,
-                                   config.sampler_precision, h_data, offsets)
+      grads, v_model = gradients.cd_grad(key_update, s.params, batch, config.k,
+                                         config.uniform_bits, config.sampler_precision, h_data,
+                                         offsets)
       chains = s.chains
     offsets = s.offsets
     if centred:
       rate = config.offset_rate
       offsets = offsets._replace(hidden=(1 - rate) * offsets.hidden + rate * h_data.mean(0))
-    updates, opt_state = tx.update(_scale_sigma_grad(grads, config), s.opt_state, s.params)
+    bounds = None
+    if with_bound:
+      if config.method == "pcd":
+        v_model, h_model = chains
+      else:  # the gradient's own p(h | v_model): the same expression, computed once by XLA
+        h_model = rbm.hidden_prob(s.params, v_model, config.sampler_precision)
+      bound = gradients.weight_grad_bound(batch, h_data, v_model, h_model,
+                                          s.offsets if centred else None)
+      bounds = grads._replace(W=bound, b=None, c=None)
+    updates, opt_state = tx.update(_scale_sigma_grad(grads, config), s.opt_state, s.params,
+                                   grad_bounds=bounds)
     params = optax.apply_updates(s.params, updates)
     # A refused step leaves the chains and offsets too as they were (both are small, so
     # `where` is cheap).

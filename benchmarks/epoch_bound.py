@@ -7,7 +7,8 @@ order over `--rounds` rounds, with the float32 matmul peak measured before and a
 - `library`: `epochs.epochs` as `bench_mnist.aerbm` runs it (centred PCD-1, lr 0.3 falling
   linearly, no momentum), each update guarded by `optim.guarded_sgd`;
 - `unguarded`: the same compile with `guarded_sgd(check=False)`: every step applied, without
-  the check's pass over the new parameters;
+  the check (for W, the gradient bound's reductions over the update's rows and the scalar
+  test; for the biases, a pass over the new values);
 - `matmuls`: a scan over the same minibatches doing only the update's products, at their
   shapes and in their order (`v W` of the data, the chains' `h W^T` and `v W`, and the
   gradient's `(2 batch) x 784 x 500` product), with the smallest glue that keeps them live.

@@ -1,11 +1,14 @@
 """The compiled epoch API: chunks, compiles, memory, and `epochs.epochs` driven directly."""
 
+from unittest.mock import patch
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from conftest import tiny_problem
 
-from aerbm_jax import epochs, rbm, train
+from aerbm_jax import epochs, optim, rbm, train
 from aerbm_jax.train import TrainConfig
 
 
@@ -72,3 +75,27 @@ def test_epochs_driven_directly_equal_fit():
   np.testing.assert_array_equal(np.concatenate(recon), hist.recon_error)
   assert epochs.epochs_per_call(cfg, len(data)) == 2
   assert epochs.epochs_per_call(TrainConfig(epochs=100, batch_size=8), 40) == 51  # ~256 updates
+
+
+@pytest.mark.parametrize("method", ["cd", "pcd"])
+def test_bernoulli_training_checks_its_steps_on_bounds_and_trains_bit_for_bit_alike(method):
+  """A Bernoulli model's W steps are checked on the gradient's bound (no pass over W): the
+  same parameters bit for bit as with the pass over the new W, and a learning rate that takes
+  the weights towards 1e30 is refused there."""
+  p, data = tiny_problem()
+  data = np.tile(data, (8, 1))
+  cfg = TrainConfig(method=method, epochs=3, batch_size=8, momentum=0.5, weight_decay=1e-3,
+                    exact_ll=False, progress=False)
+  assert epochs.bounds_w(p)
+  state = train.fit(jax.random.key(1), p, data, cfg)[0]
+  with patch.object(epochs, "bounds_w", lambda params: False):
+    jax.clear_caches()
+    exact = train.fit(jax.random.key(1), p, data, cfg)[0]
+  jax.clear_caches()
+  for a, b in zip(state, exact):
+    np.testing.assert_array_equal(a, b)
+  huge = TrainConfig(method=method, epochs=3, batch_size=8, learning_rate=1e29, exact_ll=False,
+                     progress=False)
+  with pytest.raises(train.TrainingDivergedError) as err:
+    train.fit(jax.random.key(1), p, data, huge)
+  assert all(np.all(np.abs(x) < optim.LIMIT) for x in err.value.last_good_params)

@@ -111,3 +111,26 @@ def test_pcd_chains_keep_their_hidden_probabilities_and_sample_the_model():
   assert total_variation(np.asarray(chains.v), probs) < tol
   # The same test rejects a slightly different model: it can fail.
   assert total_variation(np.asarray(chains.v), exact_visible_probs(p._replace(W=p.W * 1.3))) > tol
+
+
+@pytest.mark.parametrize("centred", [False, True])
+def test_weight_grad_bound_holds_and_is_reached(centred):
+  """The bound is at least every |W| entry of the gradient it bounds; rows that make all the
+  products the same sign and size reach it; a NaN row makes it NaN."""
+  r = np.random.default_rng(7)
+  p = rbm.init(jax.random.key(0), 12, 5)
+  v_d, v_m = (r.random((2, 9, 12)) < 0.4).astype(np.float32)
+  h_d = rbm.hidden_prob(p, jnp.asarray(v_d))
+  h_m = rbm.hidden_prob(p, jnp.asarray(v_m))
+  off = gradients.Offsets(jnp.asarray(v_d.mean(0)), jnp.full(5, 0.5)) if centred else None
+  g = gradients.contrastive_grad(p, v_d, v_m, h_data=h_d, h_model=h_m, offsets=off)
+  bound = gradients.weight_grad_bound(v_d, h_d, v_m, h_m, off)
+  assert bound.dtype == jnp.float32 and float(bound) >= float(jnp.max(jnp.abs(g.W)))
+  # Reached: every data product is 1 x 1, every model product 0 (-1 x 0 when centred).
+  ones, zeros = np.ones((4, 12), np.float32), np.zeros((4, 12), np.float32)
+  hs1, hs0 = jnp.ones((4, 5)), jnp.zeros((4, 5))
+  off0 = gradients.Offsets(jnp.zeros(12), jnp.zeros(5)) if centred else None
+  g = gradients.contrastive_grad(p, ones, zeros, h_data=hs1, h_model=hs0, offsets=off0)
+  reached = gradients.weight_grad_bound(ones, hs1, zeros, hs0, off0)
+  assert float(reached) == float(jnp.max(jnp.abs(g.W))) == 1.0
+  assert np.isnan(gradients.weight_grad_bound(v_d, h_d.at[2, 1].set(jnp.nan), v_m, h_m, off))

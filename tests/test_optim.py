@@ -85,3 +85,63 @@ def test_it_compiles_and_vmaps():
   gs = jax.tree.map(lambda x: jnp.stack([x, x]), grads[0])
   step = jax.jit(jax.vmap(lambda g, p: tx.update(g, tx.init(p), p)[1].finite))
   np.testing.assert_array_equal(step(gs, ps), [True, False])
+
+
+def _bounds(grads, slack=1.0):
+  """`grad_bounds` for W alone: its largest magnitude times `slack` (NaN if it holds NaN)."""
+  return grads._replace(W=slack * jnp.max(jnp.abs(grads.W)), b=None, c=None)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_bounded_steps_are_the_checked_steps_bit_for_bit(momentum):
+  """A leaf checked on bounds takes exactly the steps the pass over it takes while they hold."""
+  p, grads = _params_and_grads(3, 8)
+  exact = optim.guarded_sgd(0.05, momentum, 1e-2, ONLY_W)
+  bounded = optim.guarded_sgd(0.05, momentum, 1e-2, ONLY_W, bounded=ONLY_W)
+  state_e, state_b, pe, pb = exact.init(p), bounded.init(p), p, p
+  for g in grads:
+    upd, state_e = exact.update(g, state_e, pe)
+    pe = optax.apply_updates(pe, upd)
+    upd, state_b = bounded.update(g, state_b, pb, grad_bounds=_bounds(g, 3.0))
+    pb = optax.apply_updates(pb, upd)
+  for a, b in zip(pe, pb):
+    np.testing.assert_array_equal(a, b)
+  assert bool(state_b.finite) and int(state_b.count) == 8
+  # The carried bounds hold: at least the largest magnitudes of W and of its momentum.
+  assert float(state_b.bounds.W[0]) >= float(jnp.max(jnp.abs(pb.W)))
+  if momentum:
+    assert float(state_b.bounds.W[1]) >= float(jnp.max(jnp.abs(state_b.trace.W)))
+  assert state_b.bounds.b is None and state_b.bounds.c is None
+
+
+def test_a_nan_gradient_under_a_bound_is_refused():
+  p, grads = _params_and_grads(4, 2)
+  tx = optim.guarded_sgd(0.1, 0.9, 1e-2, ONLY_W, bounded=ONLY_W)
+  upd, state = tx.update(grads[0], tx.init(p), p, grad_bounds=_bounds(grads[0]))
+  good = optax.apply_updates(p, upd)
+  bad = grads[1]._replace(W=grads[1].W.at[0, 0].set(jnp.nan))
+  upd, new = tx.update(bad, state, good, grad_bounds=_bounds(bad))
+  assert not bool(new.finite) and int(new.count) == 1
+  for a, b in zip(optax.apply_updates(good, upd), good):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(new.bounds.W, state.bounds.W)
+
+
+def test_a_bound_reaching_the_limit_refuses_the_step():
+  """The bounded check refuses a step whose bounds would reach LIMIT (1.3e30), though the
+  values themselves would still be finite; one step below it is applied."""
+  p = rbm.BernoulliRBM(W=jnp.zeros((2, 2)), b=jnp.zeros(2), c=jnp.zeros(2))
+  tx = optim.guarded_sgd(1.0, 0.0, 0.0, ONLY_W, bounded=ONLY_W)
+  g = jax.tree.map(jnp.ones_like, p)
+  below = g._replace(W=jnp.float32(optim.LIMIT / 2), b=None, c=None)
+  upd, state = tx.update(g, tx.init(p), p, grad_bounds=below)
+  assert bool(state.finite)
+  upd, state = tx.update(g, state, optax.apply_updates(p, upd), grad_bounds=below)
+  assert not bool(state.finite)  # the bound after it, LIMIT, is not below LIMIT
+
+
+def test_bounded_leaves_without_bounds_are_an_error():
+  p, grads = _params_and_grads(5, 1)
+  tx = optim.guarded_sgd(0.1, bounded=ONLY_W)
+  with pytest.raises(ValueError, match="grad_bounds"):
+    tx.update(grads[0], tx.init(p), p)
