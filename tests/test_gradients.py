@@ -115,8 +115,9 @@ def test_pcd_chains_keep_their_hidden_probabilities_and_sample_the_model():
 
 @pytest.mark.parametrize("centred", [False, True])
 def test_weight_grad_bound_holds_and_is_reached(centred):
-  """The bound is at least every |W| entry of the gradient it bounds; rows that make all the
-  products the same sign and size reach it; a NaN row makes it NaN."""
+  """The bound is at least every |W| entry of the gradient it bounds; rows whose products are
+  all of the largest size, with opposite signs in data and model, reach it; a NaN row makes
+  it NaN."""
   r = np.random.default_rng(7)
   p = rbm.init(jax.random.key(0), 12, 5)
   v_d, v_m = (r.random((2, 9, 12)) < 0.4).astype(np.float32)
@@ -126,11 +127,17 @@ def test_weight_grad_bound_holds_and_is_reached(centred):
   g = gradients.contrastive_grad(p, v_d, v_m, h_data=h_d, h_model=h_m, offsets=off)
   bound = gradients.weight_grad_bound(v_d, h_d, v_m, h_m, off)
   assert bound.dtype == jnp.float32 and float(bound) >= float(jnp.max(jnp.abs(g.W)))
-  # Reached: every data product is 1 x 1, every model product 0 (-1 x 0 when centred).
-  ones, zeros = np.ones((4, 12), np.float32), np.zeros((4, 12), np.float32)
-  hs1, hs0 = jnp.ones((4, 5)), jnp.zeros((4, 5))
-  off0 = gradients.Offsets(jnp.zeros(12), jnp.zeros(5)) if centred else None
-  g = gradients.contrastive_grad(p, ones, zeros, h_data=hs1, h_model=hs0, offsets=off0)
-  reached = gradients.weight_grad_bound(ones, hs1, zeros, hs0, off0)
-  assert float(reached) == float(jnp.max(jnp.abs(g.W))) == 1.0
+  # Reached: centred, data products (1 - 0)(1 - 1/2) and model ones (1 - 0)(0 - 1/2); plain,
+  # data products 1 x 1 and model ones -1 x 1.
+  ones = np.ones((4, 12), np.float32)
+  h1, h0 = jnp.ones((4, 5)), jnp.zeros((4, 5))
+  if centred:
+    off0 = gradients.Offsets(jnp.zeros(12), jnp.full(5, 0.5))
+    args = (ones, h1, ones, h0, off0)
+  else:
+    args = (ones, h1, -ones, h1, None)
+  g = gradients.contrastive_grad(p, args[0], args[2], h_data=args[1], h_model=args[3],
+                                 offsets=args[4])
+  want = 1.0 if centred else 2.0
+  assert float(gradients.weight_grad_bound(*args)) == float(jnp.max(jnp.abs(g.W))) == want
   assert np.isnan(gradients.weight_grad_bound(v_d, h_d.at[2, 1].set(jnp.nan), v_m, h_m, off))
