@@ -26,6 +26,12 @@ from aerbm_jax.rng import typed_keys
 __all__ = ["TrainConfig", "History", "TrainingDivergedError", "fit", "fit_many"]
 
 
+# The layout of the training state a checkpoint holds, in its meta: a checkpoint of another
+# layout is refused by name rather than restored into this one. 2: the optimizer carries
+# `optim.GuardedSGDState.bounds` (1, unnamed: without them).
+STATE_FORMAT = 2
+
+
 class History(NamedTuple):
   """Per-epoch training curves (a leading seed axis from `fit_many`)."""
 
@@ -92,7 +98,7 @@ def _train(state: TrainState, train_data: Array, ll_data: Array, key_loop: Array
   curves = np.full(shape + (config.epochs,), np.nan, np.float32)
   progress = None if checkpoint_dir is None else checkpoint.Progress(checkpoint_dir, every_s)
   meta = {"model": type(state.params).__name__, "W_shape": list(np.shape(state.params.W)),
-          "config": checkpoint.config_meta(config), **meta}
+          "config": checkpoint.config_meta(config), "state_format": STATE_FORMAT, **meta}
   key_data = np.asarray(jax.random.key_data(key_loop))
 
   def to_tree(run: _Run) -> dict:
