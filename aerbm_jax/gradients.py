@@ -113,8 +113,7 @@ def weight_grad_bound(v_data: Array, h_data: Array, v_model: Array, h_model: Arr
   Each entry is `mean_d(v_i h_j) - mean_m(v_i h_j)` over the (centred) data and model rows,
   so at most `2 max|v| max|h|` over all of them; the maxima are taken over the stacked rows
   the gradient's product reads, which XLA computes once for both. `optim.guarded_sgd` checks
-  a step with it on scalars, where checking the new `W` itself is a pass over `W` (a tenth of
-  an MNIST PCD-1 update on CPU).
+  a step with it on scalars, where checking the new `W` itself is a pass over `W`.
 
   Args:
     v_data: `(batch, n_visible)` data rows; `h_data`: their `p(h | v)`, `(batch, n_hidden)`.
