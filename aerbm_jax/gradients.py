@@ -182,7 +182,9 @@ def pcd_grad(
   negative statistics, and each update's first sweep samples its hidden units from it
   (`sampling.half_step`): that half-sweep uses the previous update's parameters, as the
   persistent chain of the Theano RBM tutorial (which keeps the hidden sample) does, and saves
-  one of the update's matmuls.
+  one of the update's matmuls. Gaussian models compute `p(h | v)` again under the current
+  parameters: with the previous update's, a scikit-learn-style `GaussianRBM` (256 hidden
+  units, unstandardised features) diverged where it trains with the current ones.
 
   Args:
     key: PRNG key for the sweeps.
@@ -198,7 +200,9 @@ def pcd_grad(
   Returns:
     `(grads, chains)`: the gradient and the advanced chains, `h` = `p(h | v)` under `params`.
   """
-  v_model = _chain(key, params, chains.h, k, uniform_bits, precision)
+  p_h = rbm.hidden_prob(params, chains.v, precision) if isinstance(params, GaussianRBM) \
+    else chains.h
+  v_model = _chain(key, params, p_h, k, uniform_bits, precision)
   h_model = rbm.hidden_prob(params, v_model, precision)
   grads = contrastive_grad(params, v_data, v_model, precision, h_data=h_data, offsets=offsets,
                            h_model=h_model)

@@ -38,6 +38,16 @@ def test_gaussian_rbm_passes_scikit_learns_estimator_checks():
   assert [r["check_name"] for r in results if r["status"] == "failed"] == []
 
 
+def test_gaussian_rbm_trains_on_unstandardised_features():
+  """The defaults (PCD, 256 hidden units, learning rate 0.01) on the uniform features of
+  scikit-learn's checks: with the chains' p(h | v) from the previous update, every one of
+  these fits diverged."""
+  X = np.random.RandomState(0).uniform(size=(56, 10))
+  for seed in range(3):
+    model = GaussianRBM(random_state=seed).fit(X)
+    assert np.all(np.isfinite(model.components_)) and np.all(np.isfinite(model.sigma_))
+
+
 def _digits(n=300):
   from sklearn.datasets import load_digits
 
