@@ -108,7 +108,8 @@ def guarded_sgd(
     if check:
       if any(b is not None for b in old_bounds) and grad_bounds is None:
         raise ValueError("guarded_sgd: the bounded leaves need grad_bounds in update()")
-      gbs = treedef.flatten_up_to(grad_bounds) if grad_bounds is not None else old_bounds
+      gbs = (treedef.flatten_up_to(grad_bounds) if grad_bounds is not None
+             else [None] * len(leaves))  # read only for bounded leaves, which require them
       exact = [_max_abs(p - lr * s) for p, s, b in zip(ps, steps, old_bounds) if b is None]
       if exact:
         ok = ok & jnp.isfinite(jnp.max(jnp.stack(exact)))
