@@ -10,7 +10,7 @@ ARGS   ?=
 # so that module fixtures run once; most of the suite's time is XLA compilation.
 WORKERS ?= 2
 
-.PHONY: install browser test test-all experiment bench rbms-venv gpu-kit clean
+.PHONY: install browser test test-slow test-all experiment bench rbms-venv gpu-kit clean
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ $(STAMP): pyproject.toml
 # (a CPython 3.11 race). Without column ranges in code objects, tracebacks skip that parse.
 test: install browser
 	PYTHONNODEBUGRANGES=1 $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
+
+# The tests marked slow alone (CI runs them after `make test`).
+test-slow: install browser
+	PYTHONNODEBUGRANGES=1 $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile -m slow
 
 test-all: install browser
 	PYTHONNODEBUGRANGES=1 $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile -m ''
