@@ -45,20 +45,24 @@ def measure(batch: int, sweeps: int) -> dict:
   """Microseconds per sweep: ours (full, matmuls only) and numpy's (full, matmuls only)."""
   params = rbm.init(jax.random.key(0), N_VISIBLE, N_HIDDEN)
   state = sampling.init(params, jnp.zeros((batch, N_VISIBLE)))
-  full = jax.jit(lambda k, s: sampling.run(k, s, params, sweeps)[0].v)
+  # The model is an argument, as in a user's call: closed over, it lets XLA fold W's transpose
+  # into a constant, which no call with a model in hand gets
+  # (results/small-batch-alternatives-cpu-2core-xeon.md).
+  full = jax.jit(lambda k, s, p: sampling.run(k, s, p, sweeps)[0].v)
 
-  def body(v, _):  # the sweep's matmuls and sigmoids, draws replaced by a threshold
-    h = (jax.nn.sigmoid(v @ params.W + params.c) > 0.5).astype(jnp.float32)
-    return (jax.nn.sigmoid(h @ params.W.T + params.b) > 0.5).astype(jnp.float32), None
+  def body(p, v):  # the sweep's matmuls and sigmoids, draws replaced by a threshold
+    h = (jax.nn.sigmoid(v @ p.W + p.c) > 0.5).astype(jnp.float32)
+    return (jax.nn.sigmoid(h @ p.W.T + p.b) > 0.5).astype(jnp.float32)
 
-  matmuls = jax.jit(lambda v: jax.lax.scan(body, v, None, sweeps)[0])
+  matmuls = jax.jit(lambda v, p: jax.lax.scan(lambda v, _: (body(p, v), None), v, None,
+                                              sweeps)[0])
   key = jax.random.key(1)
 
   def ours_call():
-    full(key, state).block_until_ready()
+    full(key, state, params).block_until_ready()
 
   def ours_mm_call():
-    matmuls(state.v).block_until_ready()
+    matmuls(state.v, params).block_until_ready()
 
   ours, ours_mm = _per_unit(ours_call, sweeps), _per_unit(ours_mm_call, sweeps)
   np_full, np_steps = numpy_sampler(N_VISIBLE, N_HIDDEN, batch, 0.3)  # tasks.py's numpy
@@ -110,9 +114,9 @@ def _run_ab(n: int, m: int, batch: int, setups, flops: float, state_out: bool = 
   calls = []
   for setup in setups:
     with setup:
-      f = jax.jit(lambda k, s: sampling.run(k, s, params, sweeps)[0][:2 if state_out else 1])
-      jax.block_until_ready(f(jax.random.key(1), state))
-    calls.append(lambda f=f: jax.block_until_ready(f(jax.random.key(1), state)))
+      f = jax.jit(lambda k, s, p: sampling.run(k, s, p, sweeps)[0][:2 if state_out else 1])
+      jax.block_until_ready(f(jax.random.key(1), state, params))
+    calls.append(lambda f=f: jax.block_until_ready(f(jax.random.key(1), state, params)))
   assert all((a == b).all() for a, b in zip(calls[0](), calls[1]()))  # the same samples
   return {"size": (n, m, batch), "in_halves": sampling.in_halves(params, batch),
           **paired(calls[0], sweeps, calls[1], sweeps, 9)}
