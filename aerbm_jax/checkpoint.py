@@ -15,7 +15,7 @@ import shutil
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 
 __all__ = ["save", "restore", "load_rbm", "check_rbm", "write_text", "config_meta", "Progress",
-           "StorageError", "DamagedFileError"]
+           "Upgrade", "StorageError", "DamagedFileError"]
 
 _FULL = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 
@@ -35,6 +35,14 @@ class StorageError(OSError):
 
 class DamagedFileError(ValueError):
   """A file of a run directory is truncated, corrupt or foreign; the message names it."""
+
+
+class Upgrade(NamedTuple):
+  """How `Progress.restore` reads a checkpoint written in an older layout of its tree."""
+
+  target: Any  # the structure, shapes and dtypes the older layout stored
+  meta: dict[str, Any]  # the step's meta as the current layout writes it (checked as usual)
+  tree: Callable[[Any], Any]  # the restored older tree -> the current layout's tree
 
 
 def _tree_bytes(tree: Any) -> int:
@@ -207,14 +215,18 @@ class Progress:
     warnings.warn(f"checkpoint {self.directory} step {step} is damaged ({type(err).__name__}); "
                   f"moved it to {aside.name} and resuming from the one before", stacklevel=3)
 
-  def restore(self, target: Any, expected_meta: dict[str, Any]
+  def restore(self, target: Any, expected_meta: dict[str, Any],
+              older: Callable[[dict[str, Any]], Upgrade | None] | None = None
               ) -> tuple[Any, dict[str, Any]] | None:
     """The latest good checkpoint as `(tree, meta)`; its meta must agree with `expected_meta`.
 
     `target` gives the structure, shapes and dtypes (arrays or shape structs). A mismatch in
     any `expected_meta` entry (model kind, sizes, config) is a ValueError naming the entry. A
     damaged step (truncated, overwritten, half-written) is moved aside with a warning and the
-    step before it is used; None when no good step is left.
+    step before it is used; None when no good step is left. `older(meta)`, given a step's
+    meta, returns an `Upgrade` where that step holds an older layout the caller can convert
+    (None elsewhere): the step is then read into `Upgrade.target`, its meta and tree
+    converted, and returned as the current layout's.
     """
     expected_meta = json.loads(json.dumps(expected_meta))  # tuples -> lists, as stored
     while (step := self.latest_step()) is not None:
@@ -226,14 +238,17 @@ class Progress:
       except Exception as err:  # noqa: BLE001 (a damaged JSON file or step folder)
         self._quarantine(step, err)
         continue
+      upgrade = older(meta) if older is not None else None
+      if upgrade is not None:
+        meta = upgrade.meta
       self._check_meta(step, meta, expected_meta)
       try:
-        tree = self._manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(_abstract(target)))).state
+        tree = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(
+          _abstract(target if upgrade is None else upgrade.target)))).state
       except Exception as err:  # noqa: BLE001 (damaged or truncated array files)
         self._quarantine(step, err)
         continue
-      return tree, meta
+      return (tree if upgrade is None else upgrade.tree(tree)), meta
     return None
 
   def _check_meta(self, step: int, meta: dict, expected_meta: dict) -> None:

@@ -42,6 +42,8 @@ class Chunks(NamedTuple, Generic[S]):
   from_tree: Callable[[S, Any], S]  # a restored pytree back into a state; raises if foreign
   may_save: Callable[[int], bool] = lambda done: True  # boundaries where a save is allowed
   postfix: Callable[[S, int], dict | None] = lambda state, done: None  # progress-bar figures
+  # a checkpoint's meta -> how to read it, where it holds an older layout of the tree
+  older: Callable[[dict], checkpoint.Upgrade | None] = lambda meta: None
 
 
 def progress_bar(total: int, desc: str, unit: str, show: bool = True) -> tqdm:
@@ -95,7 +97,7 @@ def run(
   done = 0
   restored = None
   if progress is not None and progress.latest_step() is not None:
-    restored = progress.restore(chunks.to_tree(state), meta)  # None: every step was damaged
+    restored = progress.restore(chunks.to_tree(state), meta, chunks.older)  # None: all damaged
   if restored is not None:
     tree, saved = restored
     state, done = chunks.from_tree(state, tree), saved["step"]

@@ -8,7 +8,7 @@ bars, periodic checkpoints, resuming and Ctrl-C are `loop.run`'s.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +17,7 @@ from jax import Array
 from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
-from aerbm_jax import checkpoint, loop, parallel, partition, rbm
+from aerbm_jax import checkpoint, loop, optim, parallel, partition, rbm
 from aerbm_jax.epochs import EpochsResult, TrainConfig, TrainState, epochs, epochs_many, setup
 from aerbm_jax.epochs import epochs_per_call
 from aerbm_jax.rbm import RBM, GaussianRBM
@@ -26,10 +26,48 @@ from aerbm_jax.rng import typed_keys
 __all__ = ["TrainConfig", "History", "TrainingDivergedError", "fit", "fit_many"]
 
 
-# The layout of the training state a checkpoint holds, in its meta: a checkpoint of another
-# layout is refused by name rather than restored into this one. 2: the optimizer carries
-# `optim.GuardedSGDState.bounds` (1, unnamed: without them).
+# The layout of the training state a checkpoint holds, in its meta. 2: the optimizer carries
+# `optim.GuardedSGDState.bounds`; 1 (unnamed in the meta): without them, read by `_format_1`.
+# A checkpoint of any other layout is refused by name rather than restored into this one.
 STATE_FORMAT = 2
+
+
+class _OptStateFormat1(NamedTuple):
+  """`optim.GuardedSGDState` as checkpoints of state format 1 hold it."""
+
+  count: Array
+  trace: Any
+  finite: Array
+
+
+def _format_1(tree: dict, meta: dict) -> checkpoint.Upgrade | None:
+  """How to read a checkpoint of state format 1 (no `state_format` in its meta) into `tree`,
+  the current layout: its optimizer state without bounds, which are rebuilt as the exact
+  `max |p|` and `max |momentum|` of each bounded leaf. Those are upper bounds, as the optimizer
+  needs, and no looser than the ones an uninterrupted run carries, so the resumed run refuses
+  no step sooner: its parameters are the same unless a bound nears `optim.LIMIT`."""
+  if "state_format" in meta:
+    return None
+  opt = tree["opt_state"]
+  old = {**tree, "opt_state": _OptStateFormat1(opt.count, opt.trace, opt.finite)}
+
+  def upgrade(restored: dict) -> dict:
+    o = restored["opt_state"]
+    ps, treedef = jax.tree.flatten(restored["params"])
+    traces = treedef.flatten_up_to(o.trace) if o.trace is not None else [None] * len(ps)
+    bounds = [None if b is None else jnp.stack(
+      [_max_per_seed(p, b.shape[:-1]), jnp.zeros(b.shape[:-1], jnp.float32) if t is None
+       else _max_per_seed(t, b.shape[:-1])], axis=-1)
+      for p, t, b in zip(ps, traces, treedef.flatten_up_to(opt.bounds))]
+    state = optim.GuardedSGDState(o.count, o.trace, o.finite, treedef.unflatten(bounds))
+    return {**restored, "opt_state": state}
+
+  return checkpoint.Upgrade(old, {**meta, "state_format": STATE_FORMAT}, upgrade)
+
+
+def _max_per_seed(x: Array, seeds: tuple[int, ...]) -> Array:
+  """`max |x|` over each seed's entries, float32 of shape `seeds` (() for one run)."""
+  return jnp.max(jnp.abs(jnp.asarray(x)).reshape(seeds + (-1,)), axis=-1).astype(jnp.float32)
 
 
 class History(NamedTuple):
@@ -136,8 +174,10 @@ def _train(state: TrainState, train_data: Array, ll_data: Array, key_loop: Array
     return figures
 
   chunk = epochs_per_call(config, train_data.shape[-2])
+  now = to_tree(_Run(state, curves, curves))
   chunks = loop.Chunks(total=config.epochs, size=lambda done: chunk, advance=advance,
-                       accept=accept, to_tree=to_tree, from_tree=from_tree, postfix=postfix)
+                       accept=accept, to_tree=to_tree, from_tree=from_tree, postfix=postfix,
+                       older=lambda saved: _format_1(now, saved))
   run = loop.run(_Run(state, curves, curves.copy()), chunks, progress, meta, desc=desc,
                  unit="epoch", show=config.progress)
   return run.train, History(recon_error=run.recon, log_likelihood=run.ll)

@@ -1,5 +1,7 @@
 """Training: estimators against the exact gradient, learning, reproducibility, fit_many."""
 
+import shutil
+from pathlib import Path
 from unittest import mock
 
 import jax
@@ -8,7 +10,7 @@ import pytest
 
 from conftest import tiny_problem
 
-from aerbm_jax import partition, rbm, train
+from aerbm_jax import checkpoint, partition, rbm, train
 from aerbm_jax.train import TrainConfig
 
 
@@ -175,6 +177,44 @@ def test_resume_with_other_settings_is_refused(tmp_path, change, match):
     train.fit(jax.random.key(7), p, data, cfg, checkpoint_dir=tmp_path)
   with pytest.raises(ValueError, match=match):
     train.fit(args["key"], args["params"], data, args["config"], checkpoint_dir=tmp_path)
+
+
+FORMAT_1 = Path(__file__).parent / "data" / "checkpoint-state-format-1"
+
+
+@pytest.mark.parametrize("case", ["cd", "pcd", "pcd-seeds"])
+def test_checkpoint_of_state_format_1_resumes_where_it_stopped(tmp_path, monkeypatch, case):
+  """A checkpoint written before the optimizer carried its bounds (epoch 4 of 6, see
+  tests/data/README.md) resumes there, with bounds rebuilt from its parameters and momentum,
+  and ends where an uninterrupted run of this code ends, bit for bit."""
+  p, data = tiny_problem()
+  cfg = TrainConfig(method=case.split("-")[0], epochs=6, batch_size=8, epochs_per_call=2,
+                    progress=False)
+  seeds = case.endswith("seeds")
+  run = ((lambda **kw: train.fit_many(jax.random.split(jax.random.key(7), 2), p, data, cfg, **kw))
+         if seeds else (lambda **kw: train.fit(jax.random.key(7), p, data, cfg, **kw)))
+  ref, href = run()
+  ckpt = tmp_path / "ckpt"
+  shutil.copytree(FORMAT_1 / case, ckpt)
+  calls = []
+  counted = lambda f: lambda *a: calls.append(a[1]) or f(*a)  # noqa: E731 (a[1]: first epoch)
+  if seeds:  # `epochs_many(...)` makes the chunk function
+    monkeypatch.setattr(train, "epochs_many", lambda *a, real=train.epochs_many: counted(real(*a)))
+  else:
+    monkeypatch.setattr(train, "epochs", counted(train.epochs))
+  out, hout = run(checkpoint_dir=ckpt)
+  assert calls == [4]  # one compiled chunk, epochs 4 and 5: resumed, not started again
+  assert _leaves_equal(out, ref)
+  np.testing.assert_array_equal(hout.recon_error, href.recon_error)
+  assert sorted(d.name for d in ckpt.iterdir()) == ["4", "6"]  # nothing moved aside as damaged
+  # The bounds carried on from the rebuilt ones hold at epoch 6: |W| and |momentum| under them.
+  saved = checkpoint.restore(ckpt / "6" / "state")
+  opt, w = saved["opt_state"], np.asarray(saved["params"]["W"])
+  bounds, trace = np.asarray(opt["bounds"]["W"]), np.asarray(opt["trace"]["W"])
+  assert bounds.shape == ((2, 2) if seeds else (2,))
+  per_seed = lambda x: np.abs(x).reshape(bounds.shape[:-1] + (-1,)).max(-1)  # noqa: E731
+  assert np.all(bounds[..., 0] >= per_seed(w)) and np.all(bounds[..., 1] >= per_seed(trace))
+  assert np.all(per_seed(trace) > 0)  # momentum was carried over, not reset
 
 
 def _diverges_in_epoch_1():
