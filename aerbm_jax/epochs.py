@@ -207,23 +207,19 @@ def _epoch(key: Array, state: TrainState, data: Array, config: TrainConfig, shar
       grads, chains = gradients.pcd_grad(key_update, s.params, batch, s.chains, config.k,
                                          config.uniform_bits, config.sampler_precision, h_data,
                                          offsets)
-      chains = GibbsState(*(parallel.constrain(x, shard and shard[1]) for x in chains))
+      chains = model = GibbsState(*(parallel.constrain(x, shard and shard[1]) for x in chains))
     else:
-      grads, v_model = gradients.cd_grad(key_update, s.params, batch, config.k,
-                                         config.uniform_bits, config.sampler_precision, h_data,
-                                         offsets)
+      grads, model = gradients.cd_grad(key_update, s.params, batch, config.k,
+                                       config.uniform_bits, config.sampler_precision, h_data,
+                                       offsets)
       chains = s.chains
     offsets = s.offsets
     if centred:
       rate = config.offset_rate
       offsets = offsets._replace(hidden=(1 - rate) * offsets.hidden + rate * h_data.mean(0))
     bounds = None
-    if with_bound:
-      if config.method == "pcd":
-        v_model, h_model = chains
-      else:  # the gradient's own p(h | v_model): the same expression, computed once by XLA
-        h_model = rbm.hidden_prob(s.params, v_model, config.sampler_precision)
-      bound = gradients.weight_grad_bound(batch, h_data, v_model, h_model,
+    if with_bound:  # from the rows the gradient read: its model samples and their p(h | v)
+      bound = gradients.weight_grad_bound(batch, h_data, model.v, model.h,
                                           s.offsets if centred else None)
       bounds = grads._replace(W=bound, b=None, c=None)
     updates, opt_state = tx.update(_scale_sigma_grad(grads, config), s.opt_state, s.params,

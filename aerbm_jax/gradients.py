@@ -156,13 +156,16 @@ def cd_grad(
     offsets: centring offsets: the plain direction of the centred gradient (`contrastive_grad`).
 
   Returns:
-    `(grads, v_model)`: the gradient and the chains' final visibles `(batch, n_visible)`.
+    `(grads, model)`: the gradient and the chains' end, a `GibbsState` of their visibles and
+    `h` = `p(h | v)` under `params` (as `pcd_grad` returns its chains), `(batch, ...)`.
   """
   if h_data is None:
     h_data = rbm.hidden_prob(params, v_data, precision)
   v_model = _chain(key, params, h_data, k, uniform_bits, precision)
-  return (contrastive_grad(params, v_data, v_model, precision, h_data=h_data, offsets=offsets),
-          v_model)
+  h_model = rbm.hidden_prob(params, v_model, precision)
+  grads = contrastive_grad(params, v_data, v_model, precision, h_data=h_data, offsets=offsets,
+                           h_model=h_model)
+  return grads, GibbsState(v=v_model, h=h_model)
 
 
 def pcd_grad(
