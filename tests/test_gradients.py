@@ -14,8 +14,11 @@ def test_long_chain_cd_matches_exact_gradient_and_cd1_bias_is_measured():
   exact = flat(exact_nll_grad(p, data))
   reps = 500  # every data row starts 500 chains
   v = jnp.asarray(np.repeat(data, reps, axis=0))
-  g_long, _ = gradients.cd_grad(jax.random.key(0), p, v, k=100)
+  g_long, model = gradients.cd_grad(jax.random.key(0), p, v, k=100)
   g_long = flat(g_long)
+  # The chains' end comes with its own p(h | v), the rows the gradient's model term read.
+  assert model.v.shape == v.shape and float(jnp.mean(jnp.abs(model.v - v))) > 0.05
+  np.testing.assert_array_equal(model.h, rbm.hidden_prob(p, model.v, rbm.SAMPLER_PRECISION))
   rel = np.linalg.norm(g_long - exact) / np.linalg.norm(exact)
   assert rel < 0.05, rel
   # CD-1 is biased: measure it. It must still point uphill in likelihood.
