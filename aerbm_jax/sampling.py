@@ -314,8 +314,10 @@ def sample(
   if n_steps < 1:
     raise ValueError(f"n_steps must be >= 1, got {n_steps}")
   params, v0, sharding = parallel.place_chains(params, v0, n_chains, mesh)
-  # Chains swept in halves (`in_halves`) ran 1.13-1.22x faster with the hidden samples among the
-  # outputs (XLA's CPU runtime then overlaps the halves' matmuls): kept either way, dropped here.
+  # Chains swept in halves (`in_halves`) return their hidden samples from the compiled call and
+  # drop them here: dropped inside, XLA's buffer assignment puts one half's product output where
+  # the other half's hidden sample was, and the halves' products then run one after the other
+  # (benchmarks/results/small-batch-alternatives-cpu-2core-xeon.md).
   keep_hidden = return_hidden or (not trajectory and in_halves(params, n_chains))
   out = _sample(key, params, v0, n_chains, n_steps, trajectory, keep_hidden, uniform_bits,
                 sharding, precision)
