@@ -129,12 +129,13 @@ def weight_grad_bound(v_data: Array, h_data: Array, v_model: Array, h_model: Arr
 def _chain(key: Array, params: RBM, p_h: Array, k: int, uniform_bits: int | None,
            precision: str | None) -> Array:
   """The visibles after k sweeps of chains whose current `p(h | v)` is `p_h`: the first
-  sweep's hidden probabilities are not computed again (`sampling.half_step`)."""
+  sweep's hidden probabilities are not computed again (`sampling.half_step`). The batch is
+  swept whole: with only the visibles kept, chains in halves run slower (`sampling.run`)."""
   key_first, key_rest = jax.random.split(key)
   state = sampling.half_step(key_first, p_h, params, uniform_bits, precision)
   if k > 1:
     state, _ = sampling.run(key_rest, state, params, k - 1, uniform_bits=uniform_bits,
-                            precision=precision)
+                            precision=precision, halves=False)
   return state.v
 
 

@@ -169,6 +169,7 @@ def run(
   precision: str | None = rbm.SAMPLER_PRECISION,
   transform: Callable[[GibbsState, GibbsInfo], Any] | None = None,
   keys: Array | None = None,
+  halves: bool | None = None,
 ) -> tuple[GibbsState, Any]:
   """`n_steps` sweeps with `lax.scan`. Not jitted here: jit the caller, or use `sample`.
 
@@ -185,6 +186,11 @@ def run(
       state itself for a trajectory); None stores nothing.
     keys: the `(n_steps,)` per-sweep keys in place of `split(key, n_steps)`, so that a run cut
       into chunks draws what one whole run draws (`key` is then ignored).
+    halves: None: sweep in halves where `in_halves` says so; False: sweep the batch whole.
+      The halves gain only where the final hidden samples are used (returned from the compiled
+      call, say): where they are dropped, XLA's CPU buffer assignment makes the halves' products
+      wait on each other (benchmarks/results/small-batch-alternatives-cpu-2core-xeon.md), so a
+      caller that keeps the visibles alone passes False. The draws are the same either way.
 
   Returns:
     `(final_state, trace)`: the trace stacks `transform`'s outputs on a leading `n_steps`
@@ -195,7 +201,7 @@ def run(
     params = params._replace(W=params.W.astype(jnp.bfloat16))
 
   keys = jax.random.split(key, n_steps) if keys is None else keys
-  if in_halves(params, state.v.shape[0]):
+  if halves is not False and in_halves(params, state.v.shape[0]):
     return _run_halves(keys, state, params, uniform_bits, precision, transform)
 
   def one_step(s: GibbsState, key_step: Array):

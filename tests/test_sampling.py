@@ -177,6 +177,24 @@ def test_chains_swept_in_halves_end_where_whole_sweeps_take_them(monkeypatch):
   np.testing.assert_array_equal(samples[0], samples[1])
 
 
+def _dot_count(fn, *args) -> int:
+  """How many matrix products `fn(*args)` traces (a scan's body counted once)."""
+  return str(jax.make_jaxpr(fn)(*args)).count("dot_general")
+
+
+def test_run_sweeps_whole_when_told_and_in_halves_otherwise(monkeypatch):
+  """`run(..., halves=False)` sweeps the batch whole (two products a sweep) even where
+  `in_halves` would split it (four); left to choose, it splits."""
+  p = rbm.init(jax.random.key(1), 64, 32)
+  state = sampling.init(p, jnp.zeros((16, 64)))
+  run = lambda halves: lambda k: sampling.run(k, state, p, 3, halves=halves)  # noqa: E731
+  monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains: False)
+  whole = _dot_count(run(None), jax.random.key(0))
+  monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains: True)
+  assert _dot_count(run(None), jax.random.key(0)) == whole + 2
+  assert _dot_count(run(False), jax.random.key(0)) == whole
+
+
 def test_in_halves_chooses_mid_sized_bernoulli_batches():
   bernoulli = rbm.init(jax.random.key(0), 784, 500)
   assert not sampling.in_halves(bernoulli, 4)  # too few chains
