@@ -24,22 +24,9 @@ from aerbm_jax import loop, parallel, rbm
 from aerbm_jax.rng import DEFAULT_UNIFORM_BITS, bernoulli, uniform_halves, uniforms
 from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 
-__all__ = [
-  "GibbsState",
-  "GibbsInfo",
-  "init",
-  "step",
-  "half_step",
-  "run",
-  "random_visible",
-  "sample",
-  "sample_chains",
-  "sample_visibles",
-  "VISIBLE_KINDS",
-  "chain_means",
-  "check_precision",
-  "in_halves",
-]
+__all__ = ["GibbsState", "GibbsInfo", "init", "step", "half_step", "run", "random_visible",
+           "sample", "sample_chains", "sample_visibles", "VISIBLE_KINDS", "chain_means",
+           "check_precision", "in_halves"]
 
 
 class GibbsState(NamedTuple):
@@ -186,11 +173,8 @@ def run(
       state itself for a trajectory); None stores nothing.
     keys: the `(n_steps,)` per-sweep keys in place of `split(key, n_steps)`, so that a run cut
       into chunks draws what one whole run draws (`key` is then ignored).
-    halves: None: sweep in halves where `in_halves` says so; False: sweep the batch whole.
-      The halves gain only where the final hidden samples are used (returned from the compiled
-      call, say): where they are dropped, XLA's CPU buffer assignment makes the halves' products
-      wait on each other (benchmarks/results/small-batch-alternatives-cpu-2core-xeon.md), so a
-      caller that keeps the visibles alone passes False. The draws are the same either way.
+    halves: None: in halves where `in_halves` says so; False: whole, for callers that drop the
+      final hidden samples, where the halves' products wait on each other (see `sample`).
 
   Returns:
     `(final_state, trace)`: the trace stacks `transform`'s outputs on a leading `n_steps`
@@ -320,9 +304,9 @@ def sample(
   if n_steps < 1:
     raise ValueError(f"n_steps must be >= 1, got {n_steps}")
   params, v0, sharding = parallel.place_chains(params, v0, n_chains, mesh)
-  # Chains swept in halves (`in_halves`) return their hidden samples from the compiled call and
-  # drop them here: dropped inside, XLA's buffer assignment puts one half's product output where
-  # the other half's hidden sample was, and the halves' products then run one after the other
+  # Chains in halves (`in_halves`) return their hidden samples from the compiled call: dropped
+  # inside, XLA's buffer assignment puts one half's product output on the other's hidden sample,
+  # and the two products run one after the other
   # (benchmarks/results/small-batch-alternatives-cpu-2core-xeon.md).
   keep_hidden = return_hidden or (not trajectory and in_halves(params, n_chains))
   out = _sample(key, params, v0, n_chains, n_steps, trajectory, keep_hidden, uniform_bits,
