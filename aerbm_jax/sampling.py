@@ -156,7 +156,7 @@ def run(
   precision: str | None = rbm.SAMPLER_PRECISION,
   transform: Callable[[GibbsState, GibbsInfo], Any] | None = None,
   keys: Array | None = None,
-  halves: bool | None = None,
+  halves: bool = True,
 ) -> tuple[GibbsState, Any]:
   """`n_steps` sweeps with `lax.scan`. Not jitted here: jit the caller, or use `sample`.
 
@@ -173,7 +173,7 @@ def run(
       state itself for a trajectory); None stores nothing.
     keys: the `(n_steps,)` per-sweep keys in place of `split(key, n_steps)`, so that a run cut
       into chunks draws what one whole run draws (`key` is then ignored).
-    halves: None: in halves where `in_halves` says so; False: whole, for callers that drop the
+    halves: sweep in halves where `in_halves` says so; False: whole, for callers that drop the
       final hidden samples, where the halves' products wait on each other (see `sample`).
 
   Returns:
@@ -185,7 +185,7 @@ def run(
     params = params._replace(W=params.W.astype(jnp.bfloat16))
 
   keys = jax.random.split(key, n_steps) if keys is None else keys
-  if halves is not False and in_halves(params, state.v.shape[0]):
+  if halves and in_halves(params, state.v.shape[0]):
     return _run_halves(keys, state, params, uniform_bits, precision, transform)
 
   def one_step(s: GibbsState, key_step: Array):

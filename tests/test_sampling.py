@@ -184,14 +184,14 @@ def _dot_count(fn, *args) -> int:
 
 def test_run_sweeps_whole_when_told_and_in_halves_otherwise(monkeypatch):
   """`run(..., halves=False)` sweeps the batch whole (two products a sweep) even where
-  `in_halves` would split it (four); left to choose, it splits."""
+  `in_halves` would split it (four); by default, it splits."""
   p = rbm.init(jax.random.key(1), 64, 32)
   state = sampling.init(p, jnp.zeros((16, 64)))
   run = lambda halves: lambda k: sampling.run(k, state, p, 3, halves=halves)  # noqa: E731
   monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains: False)
-  whole = _dot_count(run(None), jax.random.key(0))
+  whole = _dot_count(run(True), jax.random.key(0))
   monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains: True)
-  assert _dot_count(run(None), jax.random.key(0)) == whole + 2
+  assert _dot_count(run(True), jax.random.key(0)) == whole + 2
   assert _dot_count(run(False), jax.random.key(0)) == whole
 
 
