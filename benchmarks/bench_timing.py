@@ -14,6 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# Seconds of idle before each timed call of `paired`: longer than OpenBLAS's threads spin.
+PAUSE_S = 0.25
+
 
 def machine_info() -> dict:
   cpu = platform.processor() or platform.machine()
@@ -66,21 +69,30 @@ def timed(fn, units_per_call: float, repeats: int) -> dict:
           "repeats": repeats}
 
 
-def paired(call_a, units_a: float, call_b, units_b: float, rounds: int) -> dict:
+def paired(call_a, units_a: float, call_b, units_b: float, rounds: int,
+           pause_s: float = PAUSE_S) -> dict:
   """Median, min and max over `rounds` of rate(a) / rate(b), the two timed back to back.
 
   The order alternates (a b, b a, ...) after a warm-up. This machine's speed drifts by up to
   2x within one run; rates timed minutes apart carry that drift into their ratio, while a
-  ratio of neighbouring calls mostly cancels it.
+  ratio of neighbouring calls mostly cancels it. Every timed call starts `pause_s` after the
+  one before (or as long as that call took, if shorter: quick runs stay quick): a BLAS keeps
+  its threads spinning for a while after a call (numpy's OpenBLAS does), and on two cores they
+  take a core from whatever runs next, which a user who does not alternate the two never sees
+  (results/small-batch-alternatives-cpu-2core-xeon.md).
   """
+  t0 = time.perf_counter()
   call_a(), call_b()
+  last = (time.perf_counter() - t0) / 2
   ratios = []
   for i in range(rounds):
     rate = {}
     for name, call, units in (("a", call_a, units_a), ("b", call_b, units_b))[::1 - 2 * (i % 2)]:
+      time.sleep(min(pause_s, last))
       t0 = time.perf_counter()
       call()
-      rate[name] = units / (time.perf_counter() - t0)
+      last = time.perf_counter() - t0
+      rate[name] = units / last
     ratios.append(rate["a"] / rate["b"])
   return {"ratio": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
           "rounds": rounds}
