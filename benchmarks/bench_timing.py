@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Seconds of idle before each timed call of `paired`: longer than OpenBLAS's threads spin.
+# Seconds of idle before each timed call of `paired`: numpy's OpenBLAS threads spin after a
+# product, and 0.2 s of idle removed most of their effect on the next call here.
 PAUSE_S = 0.25
 
 

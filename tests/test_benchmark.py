@@ -262,3 +262,28 @@ def test_gpu_script_dry_run_packs_every_section(tmp_path):
   assert {"throughput-gpu.json", "tasks-gpu.json", "largest_rbm.json",
           "experiment-faces-metrics.json", "experiment-mondrian-metrics.json",
           "mnist-table.json"} | {f"{name}.log" for name in sections} <= names
+
+
+def test_paired_timings_idle_before_each_call():
+  """`paired` starts each timed call `pause_s` after the one before, or as long as that call
+  took if shorter, so that one library's spinning threads do not slow the other's call."""
+  import time
+
+  sys.path.insert(0, str(SCRIPT.parent))
+  import bench_timing
+
+  def gaps(pause_s: float) -> list[float]:
+    marks = []
+
+    def call():
+      marks.append(("start", time.perf_counter()))
+      time.sleep(0.04)
+      marks.append(("end", time.perf_counter()))
+
+    bench_timing.paired(call, 1, call, 1, 3, pause_s=pause_s)
+    return [b[1] - a[1] for a, b in zip(marks, marks[1:]) if (a[0], b[0]) == ("end", "start")]
+
+  long_pause = gaps(0.03)
+  assert len(long_pause) == 7 and min(long_pause[1:]) >= 0.03  # the first is the warm-up's
+  capped = gaps(1.0)  # capped at the last call's duration, about 0.04 s
+  assert 0.035 <= min(capped[1:]) and max(capped) < 0.5
