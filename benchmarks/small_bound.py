@@ -48,21 +48,30 @@ def measure(batch: int, sweeps: int) -> dict:
   # The model is an argument, as in a user's call: closed over, it lets XLA fold W's transpose
   # into a constant, which no call with a model in hand gets
   # (results/small-batch-alternatives-cpu-2core-xeon.md).
-  full = jax.jit(lambda k, s, p: sampling.run(k, s, p, sweeps)[0].v)
+  # The chains' state is returned, as `tasks.py` and `sample` have it: with the visibles alone,
+  # chains swept in halves wait on each other (results/small-batch-alternatives-cpu-2core-xeon.md).
+  full = jax.jit(lambda k, s, p: sampling.run(k, s, p, sweeps)[0])
 
-  def body(p, v):  # the sweep's matmuls and sigmoids, draws replaced by a threshold
-    h = (jax.nn.sigmoid(v @ p.W + p.c) > 0.5).astype(jnp.float32)
-    return (jax.nn.sigmoid(h @ p.W.T + p.b) > 0.5).astype(jnp.float32)
+  def body(p, s):  # the sweep's matmuls and sigmoids, draws replaced by a threshold
+    h = (jax.nn.sigmoid(s.v @ p.W + p.c) > 0.5).astype(jnp.float32)
+    return sampling.GibbsState((jax.nn.sigmoid(h @ p.W.T + p.b) > 0.5).astype(jnp.float32), h)
 
-  matmuls = jax.jit(lambda v, p: jax.lax.scan(lambda v, _: (body(p, v), None), v, None,
-                                              sweeps)[0])
+  def products(s, p):  # in halves where the library sweeps in halves, each half's state returned
+    top = (batch + 1) // 2
+    parts = ((s,) if not sampling.in_halves(p, batch)
+             else tuple(jax.tree.map(lambda x: x[rows], s)
+                        for rows in (slice(None, top), slice(top, None))))
+    return jax.lax.scan(lambda c, _: (tuple(body(p, x) for x in c), None), parts, None,
+                        sweeps)[0]
+
+  matmuls = jax.jit(products)
   key = jax.random.key(1)
 
   def ours_call():
-    full(key, state, params).block_until_ready()
+    jax.block_until_ready(full(key, state, params))
 
   def ours_mm_call():
-    matmuls(state.v, params).block_until_ready()
+    jax.block_until_ready(matmuls(state, params))
 
   ours, ours_mm = _per_unit(ours_call, sweeps), _per_unit(ours_mm_call, sweeps)
   np_full, np_steps = numpy_sampler(N_VISIBLE, N_HIDDEN, batch, 0.3)  # tasks.py's numpy
@@ -165,9 +174,9 @@ def main() -> None:
            "784 x 500 sweep; 'matmuls' is the same loop with the draws replaced by a "
            "threshold; the ceiling is numpy's sweep over our matmuls alone (what free "
            "random numbers would give). The matmul shares are the matmuls' time over the "
-           "whole sweep's, each pair timed back to back over 7 alternating rounds. Our "
-           "sweeps here return the visibles alone, which at 8-64 chains is the slower case "
-           "of the two halves (last table).", "",
+           "whole sweep's, each pair timed back to back over 7 alternating rounds. Both of "
+           "our loops return the chains' state and, where `sampling.in_halves` says so, run "
+           "the chains as two halves, as `sample` and `tasks.py` do.", "",
            "| chains | aerbm_jax | aerbm_jax matmuls | numpy | numpy matmuls | ratio | ceiling "
            "| matmul share, aerbm_jax | matmul share, numpy |",
            "|---|---|---|---|---|---|---|---|---|"]
