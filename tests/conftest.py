@@ -65,6 +65,14 @@ def flat(tree):
   return np.concatenate([np.ravel(x) for x in tree])
 
 
+def dot_count(fn, *args) -> int:
+  """How many matrix products `fn(*args)` traces (a scan's body counted once). Pass a new
+  function for each trace: traces are cached by function."""
+  import jax
+
+  return str(jax.make_jaxpr(fn)(*args)).count("dot_general")
+
+
 def all_states(n: int) -> np.ndarray:
   """Every binary vector of length n, (2^n, n) float64."""
   return np.array(list(itertools.product([0.0, 1.0], repeat=n)))

@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import (all_states, exact_visible_probs, random_bernoulli, total_variation,
-                      tv_tolerance)
+from conftest import (all_states, dot_count, exact_visible_probs, random_bernoulli,
+                      total_variation, tv_tolerance)
 
 from aerbm_jax import rbm, sampling
 
@@ -177,11 +177,6 @@ def test_chains_swept_in_halves_end_where_whole_sweeps_take_them(monkeypatch):
   np.testing.assert_array_equal(samples[0], samples[1])
 
 
-def _dot_count(fn, *args) -> int:
-  """How many matrix products `fn(*args)` traces (a scan's body counted once)."""
-  return str(jax.make_jaxpr(fn)(*args)).count("dot_general")
-
-
 def test_run_sweeps_whole_when_told_and_in_halves_otherwise(monkeypatch):
   """`run(..., halves=False)` sweeps the batch whole (two products a sweep) even where
   `in_halves` would split it (four); by default, it splits."""
@@ -189,10 +184,10 @@ def test_run_sweeps_whole_when_told_and_in_halves_otherwise(monkeypatch):
   state = sampling.init(p, jnp.zeros((16, 64)))
   run = lambda halves: lambda k: sampling.run(k, state, p, 3, halves=halves)  # noqa: E731
   monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains: False)
-  whole = _dot_count(run(True), jax.random.key(0))
+  whole = dot_count(run(True), jax.random.key(0))
   monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains: True)
-  assert _dot_count(run(True), jax.random.key(0)) == whole + 2
-  assert _dot_count(run(False), jax.random.key(0)) == whole
+  assert dot_count(run(True), jax.random.key(0)) == whole + 2
+  assert dot_count(run(False), jax.random.key(0)) == whole
 
 
 def test_in_halves_chooses_mid_sized_bernoulli_batches():
