@@ -238,16 +238,17 @@ def _start(key: Array, params: RBM, v0: Array | None, n_chains: int, sharding=No
 
 @partial(
   jax.jit,
-  static_argnames=("n_chains", "n_steps", "trajectory", "return_hidden", "uniform_bits",
-                   "sharding", "precision"),
+  static_argnames=("n_chains", "n_steps", "trajectory", "return_hidden", "final_hidden",
+                   "uniform_bits", "sharding", "precision"),
 )
-def _sample(key, params, v0, n_chains, n_steps, trajectory, return_hidden, uniform_bits,
-            sharding=None, precision=None):
+def _sample(key, params, v0, n_chains, n_steps, trajectory, return_hidden, final_hidden,
+            uniform_bits, sharding=None, precision=None):
   state, key_run = _start(key, params, v0, n_chains, sharding)
   final, traj = run(key_run, state, params, n_steps, uniform_bits=uniform_bits,
                     precision=precision, transform=(lambda s, _: s) if trajectory else None)
   states = traj if trajectory else final
-  return (states.v, states.h) if return_hidden else states.v
+  out = (states.v, states.h) if return_hidden else (states.v,)
+  return out + (final.h,) if final_hidden else out
 
 
 def _checked_chains(params: RBM, n_chains: int | None, v0: ArrayLike | None
@@ -304,14 +305,14 @@ def sample(
   if n_steps < 1:
     raise ValueError(f"n_steps must be >= 1, got {n_steps}")
   params, v0, sharding = parallel.place_chains(params, v0, n_chains, mesh)
-  # Chains in halves (`in_halves`) return their hidden samples from the compiled call: dropped
-  # inside, XLA's buffer assignment puts one half's product output on the other's hidden sample,
-  # and the two products run one after the other
+  # Chains in halves (`in_halves`) return their final hidden samples from the compiled call,
+  # with a trajectory of visibles too: dropped inside, XLA's buffer assignment puts one half's
+  # product output on the other's hidden sample, and the two products run one after the other
   # (benchmarks/results/small-batch-alternatives-cpu-2core-xeon.md).
-  keep_hidden = return_hidden or (not trajectory and in_halves(params, n_chains))
-  out = _sample(key, params, v0, n_chains, n_steps, trajectory, keep_hidden, uniform_bits,
-                sharding, precision)
-  return out if return_hidden or not keep_hidden else out[0]
+  final_hidden = not return_hidden and in_halves(params, n_chains)
+  out = _sample(key, params, v0, n_chains, n_steps, trajectory, return_hidden, final_hidden,
+                uniform_bits, sharding, precision)
+  return out[:2] if return_hidden else out[0]
 
 
 _run_chunk = jax.jit(run, static_argnames=("n_steps", "uniform_bits", "precision"))

@@ -168,13 +168,22 @@ def test_chains_swept_in_halves_end_where_whole_sweeps_take_them(monkeypatch):
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
       np.testing.assert_array_equal(a, b)
   assert float(jnp.mean(got[0].v)) > 0.05  # the chains moved: not all zeros either way
-  # `sample` keeps the hidden samples as an output when it sweeps in halves, then drops them.
-  samples = []
-  for halves in (True, False):
-    monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains, halves=halves: halves)
-    samples.append(sampling.sample(jax.random.key(5), p, n_chains=24, n_steps=3))
-  assert samples[0].shape == (24, 256)
-  np.testing.assert_array_equal(samples[0], samples[1])
+  # `sample` keeps the final hidden samples as an output of its compiled call when it sweeps in
+  # halves, with a trajectory of visibles too, then drops them.
+  compiled_out = []
+  real = sampling._sample
+  monkeypatch.setattr(sampling, "_sample",
+                      lambda *a, **k: compiled_out.append(real(*a, **k)) or compiled_out[-1])
+  for trajectory in (False, True):
+    samples = []
+    for halves in (True, False):
+      monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains, halves=halves: halves)
+      samples.append(sampling.sample(jax.random.key(5), p, n_chains=24, n_steps=3,
+                                     trajectory=trajectory))
+    assert samples[0].shape == (3,) * trajectory + (24, 256)
+    np.testing.assert_array_equal(samples[0], samples[1])
+    (*_, kept_h), whole = compiled_out[-2:]
+    assert kept_h.shape == (24, 160) and len(whole) == 1
 
 
 def test_run_sweeps_whole_when_told_and_in_halves_otherwise(monkeypatch):
