@@ -294,8 +294,9 @@ def sample(
     mesh: a `parallel.make_mesh()` mesh: chains are split over its devices (n_chains must be
       a multiple of the device count); the samples equal the unsharded call's.
     precision: of the sampler's matmuls: None (backend default), "highest", or "bfloat16"
-      (bfloat16 weights, float32 accumulation: faster where the hardware has bfloat16 units;
-      the chains then sample the model with W rounded to 8 significant bits).
+      (bfloat16 weights, float32 accumulation: faster for large batches where the hardware
+      has bfloat16 units, not always for a few chains (README); the chains then sample the
+      model with W rounded to 8 significant bits).
 
   Returns:
     `v: (n_chains, n_visible)` (or `(n_steps, n_chains, n_visible)` with `trajectory`),
