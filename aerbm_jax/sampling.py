@@ -1,11 +1,10 @@
 """Block Gibbs sampling: an init/step kernel, a `lax.scan` driver, and chains run to a result.
 
-A sweep draws `h ~ p(h | v)` and then `v ~ p(v | h)` for every chain at once. The state holds
-the pair `(v, h)` after the sweep, a sample from the joint `p(v, h)` at stationarity.
-Persistent chains are just a `GibbsState` handed back to `run` on the next call. The kernel
-follows BlackJAX: `init(params, v0) -> GibbsState`, `step(key, state, params) -> (GibbsState,
-GibbsInfo)`, and `run` scans it with a `transform(state, info)` hook that picks the trace.
-Parallel tempering, which swaps states between such chains, is in `tempering`.
+A sweep draws `h ~ p(h | v)`, then `v ~ p(v | h)`, for every chain at once; the state `(v, h)`
+after it is a sample of the joint `p(v, h)` at stationarity, and persistent chains are a
+`GibbsState` handed back to `run`. As in BlackJAX: `init(params, v0) -> GibbsState`,
+`step(key, state, params) -> (GibbsState, GibbsInfo)`, and `run` scans it with a
+`transform(state, info)` hook that picks the trace. Parallel tempering is in `tempering`.
 """
 
 from __future__ import annotations
@@ -76,8 +75,14 @@ def step(
   Returns:
     The new state and the sweep's `GibbsInfo`.
   """
+  return _step(key, state, params, params, uniform_bits, precision)
+
+
+def _step(key: Array, state: GibbsState, params: RBM, params_v: RBM, uniform_bits: int | None,
+          precision: str | None) -> tuple[GibbsState, GibbsInfo]:
+  """`step` with `params_v`, the same model, for the visible half (see `run`'s bfloat16)."""
   p_h = rbm.hidden_prob(params, state.v, precision)
-  new = half_step(key, p_h, params, uniform_bits, precision)
+  new = half_step(key, p_h, params_v, uniform_bits, precision)
   return GibbsState(*(x.astype(state.v.dtype) for x in new)), GibbsInfo(hidden_prob=p_h)
 
 
@@ -123,7 +128,7 @@ HALVES_MIN_PRODUCT = 2**21
 HALVES_MAX_WEIGHTS = 2**20
 
 
-def in_halves(params: RBM, n_chains: int) -> bool:
+def in_halves(params: RBM, n_chains: int, precision: str | None = None) -> bool:
   """Whether `run` sweeps `n_chains` chains of `params` as two independent halves.
 
   XLA's CPU matmul spreads a product of few rows (8 to 64 chains at 784 x 500) poorly over the
@@ -131,13 +136,16 @@ def in_halves(params: RBM, n_chains: int) -> bool:
   (benchmarks/results/small-bound-cpu-2core.md). Only on a CPU with two or more cores and one
   device, for a Bernoulli model whose products are not tiny (dispatch-bound, where two of
   everything costs more) and whose W is at most `HALVES_MAX_WEIGHTS` (read from memory twice
-  a product, a large W costs more than it gains). The samples are the same either way.
+  a product, a large W costs more than it gains), not at precision "bfloat16" (fast whole).
+  The samples are the same either way.
 
   Args:
     params: the model.
     n_chains: the batch of chains `run` is given.
+    precision: the sampler's, as in `run`.
   """
-  if not isinstance(params, BernoulliRBM) or jax.default_backend() != "cpu":
+  if (not isinstance(params, BernoulliRBM) or jax.default_backend() != "cpu"
+      or precision == "bfloat16"):
     return False
   cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
   n, m = rbm.n_visible(params), rbm.n_hidden(params)
@@ -181,15 +189,21 @@ def run(
     axis, or is None without a `transform`.
   """
   check_precision(precision)
-  if precision == "bfloat16":  # round W once, not in every sweep
+  w_t = None
+  if precision == "bfloat16":
+    # W rounded once, and W^T copied once, whose `w_t.T` in the loop makes `h @ W.T` read the
+    # copy: XLA's CPU bfloat16 product reads a transposed W in float32 (results:
+    # small-batch-alternatives-cpu-2core-xeon.md). One chain's product reads W itself.
     params = params._replace(W=params.W.astype(jnp.bfloat16))
+    w_t = params.W.T if state.v.shape[0] > 1 else None
 
   keys = jax.random.split(key, n_steps) if keys is None else keys
-  if halves and in_halves(params, state.v.shape[0]):
+  if halves and in_halves(params, state.v.shape[0], precision):
     return _run_halves(keys, state, params, uniform_bits, precision, transform)
 
   def one_step(s: GibbsState, key_step: Array):
-    s, info = step(key_step, s, params, uniform_bits, precision)
+    params_v = params if w_t is None else params._replace(W=w_t.T)
+    s, info = _step(key_step, s, params, params_v, uniform_bits, precision)
     return s, (None if transform is None else transform(s, info))
 
   return jax.lax.scan(one_step, state, keys)
@@ -197,9 +211,8 @@ def run(
 
 def _run_halves(keys: Array, state: GibbsState, params: BernoulliRBM, uniform_bits: int | None,
                 precision: str | None, transform: Callable | None) -> tuple[GibbsState, Any]:
-  """`run` with the chains carried as two halves, rows `[0, ceil(chains / 2))` and the rest,
-  each swept on its own: every sweep draws the whole batch's uniforms (`rng.uniform_halves`),
-  so the chains end where `step` takes them."""
+  """`run` with the chains as two halves, rows `[0, ceil(chains / 2))` and the rest, each swept
+  on its own from its rows of the batch's uniforms (`rng.uniform_halves`), as `step` draws."""
   batch, n, m = state.v.shape[0], rbm.n_visible(params), rbm.n_hidden(params)
   join = partial(jax.tree.map, lambda *xs: jnp.concatenate(xs))
 
@@ -222,8 +235,7 @@ def random_visible(key: Array, params: RBM, n_chains: int) -> Array:
   """Starting points for chains: uniform bits (Bernoulli) or `N(b, sigma^2)` (Gaussian)."""
   shape = (n_chains, rbm.n_visible(params))
   if isinstance(params, GaussianRBM):
-    noise = jax.random.normal(key, shape, params.W.dtype)
-    return params.b + jnp.exp(params.log_sigma) * noise
+    return params.b + jnp.exp(params.log_sigma) * jax.random.normal(key, shape, params.W.dtype)
   return bernoulli(key, jnp.full(shape, 0.5, params.W.dtype))
 
 
@@ -236,11 +248,8 @@ def _start(key: Array, params: RBM, v0: Array | None, n_chains: int, sharding=No
   return init(params, parallel.constrain(v0, sharding)), key_run
 
 
-@partial(
-  jax.jit,
-  static_argnames=("n_chains", "n_steps", "trajectory", "return_hidden", "final_hidden",
-                   "uniform_bits", "sharding", "precision"),
-)
+@partial(jax.jit, static_argnames=("n_chains", "n_steps", "trajectory", "return_hidden",
+                                   "final_hidden", "uniform_bits", "sharding", "precision"))
 def _sample(key, params, v0, n_chains, n_steps, trajectory, return_hidden, final_hidden,
             uniform_bits, sharding=None, precision=None):
   state, key_run = _start(key, params, v0, n_chains, sharding)
@@ -251,10 +260,12 @@ def _sample(key, params, v0, n_chains, n_steps, trajectory, return_hidden, final
   return out + (final.h,) if final_hidden else out
 
 
-def _checked_chains(params: RBM, n_chains: int | None, v0: ArrayLike | None
+def _checked_chains(params: RBM, n_chains: int | None, v0: ArrayLike | None, n_steps: int
                     ) -> tuple[int, Array | None]:
-  """The number of chains and the starting visibles, validated."""
+  """The number of chains and the starting visibles, validated with `n_steps`."""
   rbm.check_kind(params)
+  if n_steps < 1:
+    raise ValueError(f"n_steps must be >= 1, got {n_steps}")
   if v0 is not None:
     v0 = jnp.asarray(v0, params.W.dtype)
     if n_chains is not None and v0.shape[0] != n_chains:
@@ -294,23 +305,19 @@ def sample(
     mesh: a `parallel.make_mesh()` mesh: chains are split over its devices (n_chains must be
       a multiple of the device count); the samples equal the unsharded call's.
     precision: of the sampler's matmuls: None (backend default), "highest", or "bfloat16"
-      (bfloat16 weights, float32 accumulation: faster for large batches where the hardware
-      has bfloat16 units, not always for a few chains (README); the chains then sample the
-      model with W rounded to 8 significant bits).
+      (bfloat16 weights, float32 accumulation: 1.5-2.4x faster at 8-256 chains on a CPU with
+      AMX (README); the chains sample the model with W rounded to 8 significant bits).
 
   Returns:
     `v: (n_chains, n_visible)` (or `(n_steps, n_chains, n_visible)` with `trajectory`),
     and `h` likewise when `return_hidden`.
   """
-  n_chains, v0 = _checked_chains(params, n_chains, v0)
-  if n_steps < 1:
-    raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+  n_chains, v0 = _checked_chains(params, n_chains, v0, n_steps)
   params, v0, sharding = parallel.place_chains(params, v0, n_chains, mesh)
-  # Chains in halves (`in_halves`) return their final hidden samples from the compiled call,
-  # with a trajectory of visibles too: dropped inside, XLA's buffer assignment puts one half's
-  # product output on the other's hidden sample, and the two products run one after the other
-  # (benchmarks/results/small-batch-alternatives-cpu-2core-xeon.md).
-  final_hidden = not return_hidden and in_halves(params, n_chains)
+  # Chains in halves return their final hidden samples from the compiled call: dropped inside,
+  # XLA's buffer assignment puts one half's product output on the other's hidden sample, and
+  # the products run one after the other (results: small-batch-alternatives-cpu-2core-xeon.md).
+  final_hidden = not return_hidden and in_halves(params, n_chains, precision)
   out = _sample(key, params, v0, n_chains, n_steps, trajectory, return_hidden, final_hidden,
                 uniform_bits, sharding, precision)
   return out[:2] if return_hidden else out[0]
@@ -333,9 +340,8 @@ def sample_chains(
 ) -> GibbsState:
   """`sample`'s chains from random starts, run as compiled chunks of sweeps with a progress bar.
 
-  Every chunk scans its slice of the one run's per-sweep keys, so the final state equals
-  `sample(key, params, n_chains=n_chains, n_steps=n_steps, return_hidden=True)` for any
-  `chunk`.
+  Every chunk scans its slice of the one run's per-sweep keys, so for any `chunk` the final
+  state equals `sample(key, params, n_chains=n_chains, n_steps=n_steps, return_hidden=True)`.
 
   Args:
     key: PRNG key.
@@ -351,9 +357,7 @@ def sample_chains(
     The final `GibbsState`; `rbm.visible_mean(params, state.h)` is the noise-free picture
     (image or latent code) the last hidden sample describes.
   """
-  _checked_chains(params, n_chains, None)
-  if n_steps < 1:
-    raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+  _checked_chains(params, n_chains, None, n_steps)
   params, _, sharding = parallel.place_chains(params, None, n_chains, mesh, "n_chains")
   state, key_run = _start_chains(key, params, None, n_chains, sharding)
   keys = jax.random.split(key_run, n_steps)

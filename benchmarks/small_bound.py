@@ -142,8 +142,9 @@ def halves_ab(n: int, m: int, batch: int, flops: float = 3e10) -> dict:
   """`sampling.run` with the chains swept as two halves over the whole batch at once, whatever
   `sampling.in_halves` would choose (`_run_ab`), returning the chains' whole state (as
   `sample_chains` does, and `sample` when it sweeps in halves) and their visibles alone."""
-  setups = lambda: (patch.object(sampling, "in_halves", lambda p, c: True),  # noqa: E731
-                    patch.object(sampling, "in_halves", lambda p, c: False))
+  forced = lambda halves: patch.object(  # noqa: E731
+    sampling, "in_halves", lambda p, c, precision=None: halves)
+  setups = lambda: (forced(True), forced(False))  # noqa: E731
   state, v_only = (_run_ab(n, m, batch, setups(), flops, out) for out in (True, False))
   return {**state, "v_only": v_only}
 

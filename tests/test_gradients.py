@@ -156,7 +156,7 @@ def test_cd_k_and_pcd_k_sweep_their_chains_whole(monkeypatch, method):
   chains = sampling.init(p, v)
 
   def dots(halves: bool) -> int:
-    monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains: halves)
+    monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains, precision=None: halves)
 
     def grad(key):  # a new function each time: traces are cached by function
       if method == "cd":

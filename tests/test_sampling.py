@@ -1,6 +1,7 @@
 """Samplers against exact distributions: total variation over all 2^n visible states."""
 
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -138,6 +139,32 @@ def test_bfloat16_sampler_samples_the_rounded_model():
 
 
 @pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+def test_bfloat16_run_reads_a_copy_of_w_transposed_and_draws_what_step_draws(visible):
+  """`run` at bfloat16 copies W^T once before its loop: XLA's CPU bfloat16 product reads a
+  transposed right operand (`h @ W.T`) as float32, a float32 copy of W in the compiled loop.
+  Its sweeps draw what `step` at bfloat16 draws: the same Bernoulli chains bit for bit, and
+  Gaussian visibles to the float32 rounding of the sums."""
+  n, m = 24, 40
+  p = rbm.init(jax.random.key(5), n, m, visible=visible, weight_scale=0.5)
+  state = sampling.init(p, jax.random.bernoulli(jax.random.key(6), 0.5, (8, n)) * 1.0)
+  keys = jax.random.split(jax.random.key(7), 3)
+  got, _ = jax.jit(lambda s: sampling.run(keys[0], s, p, 3, precision="bfloat16",
+                                          keys=keys))(state)
+  want = state
+  for k in keys:
+    want, _ = jax.jit(lambda k, s: sampling.step(k, s, p, precision="bfloat16"))(k, want)
+  np.testing.assert_array_equal(got.h, want.h)
+  np.testing.assert_allclose(got.v, want.v, rtol=0, atol=1e-6 if visible == "gaussian" else 0)
+  assert 0 < float(jnp.mean(got.h)) < 1
+  if visible == "bernoulli" and jax.default_backend() == "cpu":
+    text = sampling._sample.lower(jax.random.key(1), p, None, 8, 5, False, False, False, 16,
+                                  None, "bfloat16").compile().as_text()
+    f32_w = [line for line in text.splitlines()
+             if re.search(rf"= f32\[({n},{m}|{m},{n})\]", line) and "parameter(" not in line]
+    assert not f32_w, f32_w
+
+
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
 def test_half_step_from_hidden_probabilities_draws_what_step_draws(visible):
   """`half_step` from `p(h|v)` is `step` from `v` with its first matmul already done: the
   same key gives the same chains, bit for bit."""
@@ -157,7 +184,7 @@ def test_chains_swept_in_halves_end_where_whole_sweeps_take_them(monkeypatch):
   p = p._replace(b=jax.random.normal(jax.random.key(2), (256,)))
 
   def chains(halves, batch, bits):
-    monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains: halves)
+    monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains, precision: halves)
     state = sampling.init(p, sampling.random_visible(jax.random.key(3), p, batch))
     trace = lambda s, info: (s.v[:, :5], info.hidden_prob[:, :5])  # noqa: E731
     return jax.jit(lambda k: sampling.run(k, state, p, 4, uniform_bits=bits,
@@ -177,7 +204,8 @@ def test_chains_swept_in_halves_end_where_whole_sweeps_take_them(monkeypatch):
   for trajectory in (False, True):
     samples = []
     for halves in (True, False):
-      monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains, halves=halves: halves)
+      monkeypatch.setattr(sampling, "in_halves",
+                          lambda params, n_chains, precision, halves=halves: halves)
       samples.append(sampling.sample(jax.random.key(5), p, n_chains=24, n_steps=3,
                                      trajectory=trajectory))
     assert samples[0].shape == (3,) * trajectory + (24, 256)
@@ -192,9 +220,9 @@ def test_run_sweeps_whole_when_told_and_in_halves_otherwise(monkeypatch):
   p = rbm.init(jax.random.key(1), 64, 32)
   state = sampling.init(p, jnp.zeros((16, 64)))
   run = lambda halves: lambda k: sampling.run(k, state, p, 3, halves=halves)  # noqa: E731
-  monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains: False)
+  monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains, precision: False)
   whole = dot_count(run(True), jax.random.key(0))
-  monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains: True)
+  monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains, precision: True)
   assert dot_count(run(True), jax.random.key(0)) == whole + 2
   assert dot_count(run(False), jax.random.key(0)) == whole
 
@@ -206,6 +234,7 @@ def test_in_halves_chooses_mid_sized_bernoulli_batches():
   assert not sampling.in_halves(rbm.init(jax.random.key(0), 128, 64), 64)  # tiny products
   assert not sampling.in_halves(rbm.init(jax.random.key(0), 4096, 1024), 8)  # W out of cache
   assert not sampling.in_halves(rbm.init(jax.random.key(0), 784, 500, visible="gaussian"), 32)
+  assert not sampling.in_halves(bernoulli, 32, "bfloat16")  # its products are fast whole
   cores = len(os.sched_getaffinity(0))
   assert sampling.in_halves(bernoulli, 32) == (
     jax.default_backend() == "cpu" and cores >= 2 and jax.device_count() == 1)
