@@ -21,6 +21,7 @@ from jax import Array
 from jax.lax import Precision
 from jax.typing import ArrayLike
 
+from aerbm_jax import digits
 from aerbm_jax.rng import DEFAULT_UNIFORM_BITS, bernoulli
 
 __all__ = [
@@ -70,7 +71,8 @@ RBM = Union[BernoulliRBM, GaussianRBM]
 # log-likelihoods. The samplers take the backend's fast default instead (SAMPLER_PRECISION);
 # their statistical tests pass either way.
 # Samplers may also take "bfloat16": bfloat16 operands (binary states are exact; W is rounded
-# to 8 significant bits) with float32 accumulation. Never used for energies or log Z.
+# to 8 significant bits) with float32 accumulation, or "int8" (`sampling.PRECISIONS`; W's
+# int8 digits times binary states). Never used for energies or log Z.
 EXACT = Precision.HIGHEST
 SAMPLER_PRECISION = None
 SAMPLER_PRECISIONS = (None, "highest", "bfloat16")
@@ -82,9 +84,12 @@ def matmul(x: Array, w: Array, precision) -> Array:
 
   Args:
     x, w: the operands.
-    precision: a `jax.lax.Precision`, None (the backend's default), "highest", or "bfloat16"
-      (bfloat16 operands with float32 results).
+    precision: a `jax.lax.Precision`, None (the backend's default), "highest", "bfloat16"
+      (bfloat16 operands with float32 results), or "int8" for binary `x` only (W's int8
+      digits, `digits.binary_matmul`; the sampler's `precision="int8"`).
   """
+  if precision == "int8":
+    return digits.binary_matmul(x, w)
   if precision == "bfloat16":
     x, w, kw = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), {}
     out_type = jnp.float32
@@ -248,9 +253,9 @@ def visible_mean(params: RBM, h: ArrayLike, precision=EXACT) -> Array:
   """`E[v | h]`, `(batch, n_visible)`: `p(v_i = 1 | h)` (Bernoulli) or `b + W h` (Gaussian)."""
   check_kind(params)
   h = jnp.asarray(h)
-  if h.ndim == 2 and h.shape[0] == 1:
+  if h.ndim == 2 and h.shape[0] == 1 and precision != "int8":
     # One chain: `W @ h` reads W in its own layout, where `h @ W.T` makes XLA's CPU
-    # matrix-vector code transpose W inside every sweep of a scan.
+    # matrix-vector code transpose W inside every sweep of a scan ("int8" needs h on the left).
     x = matmul(params.W, h.T, precision).T + params.b
   else:
     x = matmul(h, params.W.T, precision) + params.b

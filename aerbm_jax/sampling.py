@@ -9,7 +9,6 @@ after it is a sample of the joint `p(v, h)` at stationarity, and persistent chai
 
 from __future__ import annotations
 
-import os
 from functools import partial
 from typing import Any, Callable, NamedTuple
 
@@ -20,6 +19,7 @@ from jax import Array
 from jax.sharding import Mesh
 from jax.typing import ArrayLike
 from aerbm_jax import loop, parallel, rbm
+from aerbm_jax.halves import in_halves
 from aerbm_jax.rng import DEFAULT_UNIFORM_BITS, bernoulli, uniform_halves, uniforms
 from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
 
@@ -42,10 +42,17 @@ class GibbsInfo(NamedTuple):
   hidden_prob: Array  # shape=(chains, n_hidden): p(h | v) at the sweep's starting v
 
 
-def check_precision(precision: str | None) -> None:
-  """ValueError unless `precision` is one of `rbm.SAMPLER_PRECISIONS`."""
-  if precision not in rbm.SAMPLER_PRECISIONS:
-    raise ValueError(f"precision must be one of {rbm.SAMPLER_PRECISIONS}, got {precision!r}")
+PRECISIONS = rbm.SAMPLER_PRECISIONS + ("int8",)
+
+
+def check_precision(precision: str | None, params: RBM | None = None) -> None:
+  """ValueError unless `precision` is one of `PRECISIONS` (and "int8" comes with a Bernoulli
+  `params`: its products need binary states)."""
+  if precision not in PRECISIONS:
+    raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+  if precision == "int8" and params is not None and not isinstance(params, BernoulliRBM):
+    raise ValueError(f'precision="int8" multiplies binary states only: it needs a '
+                     f'BernoulliRBM, got {type(params).__name__}; use None or "highest"')
 
 
 def init(params: RBM, v0: ArrayLike) -> GibbsState:
@@ -122,38 +129,6 @@ def _draw(p_h: Array, u_h: Array, u_v: Array, scale: float, params: BernoulliRBM
                     h=h)
 
 
-# `in_halves`: the chains, the smallest product (chains x n_visible x n_hidden), the most weights.
-HALVES_CHAINS = (8, 64)
-HALVES_MIN_PRODUCT = 2**21
-HALVES_MAX_WEIGHTS = 2**20
-
-
-def in_halves(params: RBM, n_chains: int, precision: str | None = None) -> bool:
-  """Whether `run` sweeps `n_chains` chains of `params` as two independent halves.
-
-  XLA's CPU matmul spreads a product of few rows (8 to 64 chains at 784 x 500) poorly over the
-  cores; the two halves' products, independent of each other, run at once, one per core
-  (benchmarks/results/small-bound-cpu-2core.md). Only on a CPU with two or more cores and one
-  device, for a Bernoulli model whose products are not tiny (dispatch-bound, where two of
-  everything costs more) and whose W is at most `HALVES_MAX_WEIGHTS` (read from memory twice
-  a product, a large W costs more than it gains), not at precision "bfloat16" (fast whole).
-  The samples are the same either way.
-
-  Args:
-    params: the model.
-    n_chains: the batch of chains `run` is given.
-    precision: the sampler's, as in `run`.
-  """
-  if (not isinstance(params, BernoulliRBM) or jax.default_backend() != "cpu"
-      or precision == "bfloat16"):
-    return False
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-  n, m = rbm.n_visible(params), rbm.n_hidden(params)
-  return ((cores or 1) >= 2 and jax.device_count() == 1
-          and HALVES_CHAINS[0] <= n_chains <= HALVES_CHAINS[1]
-          and n_chains * n * m >= HALVES_MIN_PRODUCT and n * m <= HALVES_MAX_WEIGHTS)
-
-
 def run(
   key: Array,
   state: GibbsState,
@@ -188,7 +163,7 @@ def run(
     `(final_state, trace)`: the trace stacks `transform`'s outputs on a leading `n_steps`
     axis, or is None without a `transform`.
   """
-  check_precision(precision)
+  check_precision(precision, params)
   w_t = None
   if precision == "bfloat16":
     # W rounded once, and W^T copied once, whose `w_t.T` in the loop makes `h @ W.T` read the
@@ -260,14 +235,20 @@ def _sample(key, params, v0, n_chains, n_steps, trajectory, return_hidden, final
   return out + (final.h,) if final_hidden else out
 
 
-def _checked_chains(params: RBM, n_chains: int | None, v0: ArrayLike | None, n_steps: int
-                    ) -> tuple[int, Array | None]:
-  """The number of chains and the starting visibles, validated with `n_steps`."""
+def _checked_chains(params: RBM, n_chains: int | None, v0: ArrayLike | None, n_steps: int,
+                    precision: str | None = None) -> tuple[int, Array | None]:
+  """The number of chains and the starting visibles, validated with `n_steps` and the
+  sampler's `precision` ("int8" needs binary `v0`, checked where it is not traced)."""
   rbm.check_kind(params)
+  check_precision(precision, params)
   if n_steps < 1:
     raise ValueError(f"n_steps must be >= 1, got {n_steps}")
   if v0 is not None:
     v0 = jnp.asarray(v0, params.W.dtype)
+    if (precision == "int8" and not isinstance(v0, jax.core.Tracer)
+        and not bool(jnp.all((v0 == 0) | (v0 == 1)))):
+      raise ValueError('precision="int8" needs binary starting visibles v0 (0 or 1); '
+                       "binarise them, or use precision None")
     if n_chains is not None and v0.shape[0] != n_chains:
       raise ValueError(f"v0 has {v0.shape[0]} chains but n_chains={n_chains}")
     n_chains = v0.shape[0]
@@ -304,15 +285,18 @@ def sample(
       precision (TF32 on recent NVIDIA GPUs).
     mesh: a `parallel.make_mesh()` mesh: chains are split over its devices (n_chains must be
       a multiple of the device count); the samples equal the unsharded call's.
-    precision: of the sampler's matmuls: None (backend default), "highest", or "bfloat16"
+    precision: of the sampler's matmuls: None (backend default), "highest", "bfloat16"
       (bfloat16 weights, float32 accumulation: 1.5-2.4x faster at 8-256 chains on a CPU with
-      AMX (README); the chains sample the model with W rounded to 8 significant bits).
+      AMX (README); the chains sample the model with W rounded to 8 significant bits), or
+      "int8" (a BernoulliRBM with binary `v0`: W as four int8 digits, `digits`, products
+      about as accurate as float32's; faster from about 32 chains on a CPU with AMX, much
+      slower for one chain).
 
   Returns:
     `v: (n_chains, n_visible)` (or `(n_steps, n_chains, n_visible)` with `trajectory`),
     and `h` likewise when `return_hidden`.
   """
-  n_chains, v0 = _checked_chains(params, n_chains, v0, n_steps)
+  n_chains, v0 = _checked_chains(params, n_chains, v0, n_steps, precision)
   params, v0, sharding = parallel.place_chains(params, v0, n_chains, mesh)
   # Chains in halves return their final hidden samples from the compiled call: dropped inside,
   # XLA's buffer assignment puts one half's product output on the other's hidden sample, and

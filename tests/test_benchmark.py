@@ -83,7 +83,8 @@ def test_quick_task_benchmark_output_format(tmp_path):
     p = res["ae"]["paired"]
     assert 0 < p["min"] <= p["ratio"] <= p["max"] and p["rounds"] >= 2, p
   assert [r["batch"] for r in res["small"]] == [2, 8, 32, 64]
-  assert all(r["ratio"] > 0 and r["bfloat16"]["ratio"] > 0 for r in res["small"])
+  assert all(r["ratio"] > 0 and r["bfloat16"]["ratio"] > 0 and r["int8"]["ratio"] > 0
+             for r in res["small"])
   md = (tmp_path / "tasks.md").read_text()
   for heading in ("## MNIST", "## Autoencoder training", "## Small batches"):
     assert heading in md

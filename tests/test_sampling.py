@@ -138,6 +138,27 @@ def test_bfloat16_sampler_samples_the_rounded_model():
     sampling.sample(jax.random.key(9), p, n_chains=2, n_steps=1, precision="float16")
 
 
+def test_int8_sampler_samples_the_exact_distribution():
+  """int8-digit products (`digits`) sample the model itself, many chains and one alike; they
+  take binary states of a Bernoulli model only, and say so."""
+  p = _tiny(seed=5)
+  probs = exact_visible_probs(p)
+  v = np.asarray(sampling.sample(jax.random.key(9), p, n_chains=N_CHAINS, n_steps=60,
+                                 precision="int8"))
+  tol = tv_tolerance(probs, N_CHAINS)
+  assert total_variation(v, probs) < tol
+  assert total_variation(v, exact_visible_probs(p._replace(W=p.W * 1.1))) > tol
+  one = lambda k: sampling.run(k, sampling.init(p, jnp.zeros((1, 8))), p, 60,  # noqa: E731
+                               precision="int8")[0].v[0]
+  v_one = np.asarray(jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(4), N_CHAINS)))
+  assert total_variation(v_one, probs) < tol
+  with pytest.raises(ValueError, match="binary starting visibles"):
+    sampling.sample(jax.random.key(1), p, v0=np.full((2, 8), 0.5), n_steps=2, precision="int8")
+  gaussian = rbm.init(jax.random.key(0), 8, 4, visible="gaussian")
+  with pytest.raises(ValueError, match="needs a BernoulliRBM"):
+    sampling.sample(jax.random.key(1), gaussian, n_chains=2, n_steps=2, precision="int8")
+
+
 @pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
 def test_bfloat16_run_reads_a_copy_of_w_transposed_and_draws_what_step_draws(visible):
   """`run` at bfloat16 copies W^T once before its loop: XLA's CPU bfloat16 product reads a
