@@ -77,7 +77,7 @@ def step(
     params: the model.
     uniform_bits: resolution of the uniforms behind Bernoulli draws (16, 32, or None for the
       backend's default).
-    precision: of the two matmuls: None (the backend's default), "highest" or "bfloat16".
+    precision: of the two matmuls: one of `PRECISIONS` (see `sample`).
 
   Returns:
     The new state and the sweep's `GibbsInfo`.
