@@ -321,11 +321,13 @@ def sample_chains(
   desc: str = "gibbs chains",
   progress: bool = True,
   mesh: Mesh | None = None,
+  precision: str | None = rbm.SAMPLER_PRECISION,
 ) -> GibbsState:
   """`sample`'s chains from random starts, run as compiled chunks of sweeps with a progress bar.
 
   Every chunk scans its slice of the one run's per-sweep keys, so for any `chunk` the final
-  state equals `sample(key, params, n_chains=n_chains, n_steps=n_steps, return_hidden=True)`.
+  state equals `sample(key, params, n_chains=n_chains, n_steps=n_steps, return_hidden=True,
+  precision=precision)`.
 
   Args:
     key: PRNG key.
@@ -336,12 +338,13 @@ def sample_chains(
     desc: the progress bar's label.
     progress: show the progress bar.
     mesh: split the chains over a `parallel.make_mesh()` mesh.
+    precision: of the sampler's matmuls, as in `sample`.
 
   Returns:
     The final `GibbsState`; `rbm.visible_mean(params, state.h)` is the noise-free picture
     (image or latent code) the last hidden sample describes.
   """
-  _checked_chains(params, n_chains, None, n_steps)
+  _checked_chains(params, n_chains, None, n_steps, precision)
   params, _, sharding = parallel.place_chains(params, None, n_chains, mesh, "n_chains")
   state, key_run = _start_chains(key, params, None, n_chains, sharding)
   keys = jax.random.split(key_run, n_steps)
@@ -349,7 +352,8 @@ def sample_chains(
   with loop.progress_bar(n_steps, desc, "sweep", progress) as bar:
     for done in range(0, n_steps, chunk):
       part = keys[done:done + chunk]
-      state, _ = _run_chunk(key_run, state, params, int(part.shape[0]), keys=part)
+      state, _ = _run_chunk(key_run, state, params, int(part.shape[0]), keys=part,
+                            precision=precision)
       bar.update(int(part.shape[0]))
   return state
 
@@ -359,20 +363,21 @@ VISIBLE_KINDS = {"mean": "E[v | h] of the last sweep", "sample": "v of the last 
 
 
 def sample_visibles(key: Array, params: RBM, n_chains: int, n_steps: int,
-                    desc: str = "gibbs chains", mesh: Mesh | None = None, kind: str = "mean"
-                    ) -> np.ndarray:
+                    desc: str = "gibbs chains", mesh: Mesh | None = None, kind: str = "mean",
+                    precision: str | None = rbm.SAMPLER_PRECISION) -> np.ndarray:
   """What `n_chains` chains show after `n_steps` sweeps from random starts (`sample_chains`):
   `(n_chains, n_visible)` numpy.
 
   Args:
-    key, params, n_chains, n_steps, desc, mesh: as in `sample_chains`.
+    key, params, n_chains, n_steps, desc, mesh, precision: as in `sample_chains`.
     kind: "mean": `chain_means`, `E[v | h]` of the last hidden samples, the noise-free pictures
       (images or latent codes); "sample": the last sweep's visible samples themselves (0/1 for
       Bernoulli units: the codes an autoencoder trained with `code_noise` produces).
   """
   if kind not in VISIBLE_KINDS:
     raise ValueError(f"kind must be one of {tuple(VISIBLE_KINDS)}, got {kind!r}")
-  state = sample_chains(key, params, n_chains=n_chains, n_steps=n_steps, desc=desc, mesh=mesh)
+  state = sample_chains(key, params, n_chains=n_chains, n_steps=n_steps, desc=desc, mesh=mesh,
+                        precision=precision)
   return np.asarray(chain_means(params, state) if kind == "mean" else state.v)
 
 

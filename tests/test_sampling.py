@@ -117,6 +117,11 @@ def test_sample_visibles_returns_the_last_means_or_the_last_samples():
   np.testing.assert_allclose(means, sampling.chain_means(p, state), rtol=1e-6)
   np.testing.assert_array_equal(drawn, state.v)
   assert set(np.unique(drawn)) == {0.0, 1.0}
+  big = rbm.init(jax.random.key(1), 40, 24, weight_scale=0.5)  # bfloat16 moves its chains
+  np.testing.assert_array_equal(  # the precision is passed on to the chains
+    sampling.sample_visibles(jax.random.key(3), big, 16, 7, kind="sample", precision="bfloat16"),
+    sampling.sample_chains(jax.random.key(3), big, n_chains=16, n_steps=7, progress=False,
+                           precision="bfloat16").v)
   assert 0 < np.mean((means > 0.01) & (means < 0.99))  # means are not 0/1
   with pytest.raises(ValueError, match="kind must be one of"):
     sampling.sample_visibles(jax.random.key(3), p, 4, 5, kind="binary")
@@ -136,6 +141,22 @@ def test_bfloat16_sampler_samples_the_rounded_model():
   assert total_variation(v, probs) < tol + bias
   with pytest.raises(ValueError, match="precision must be one of"):
     sampling.sample(jax.random.key(9), p, n_chains=2, n_steps=1, precision="float16")
+
+
+@pytest.mark.parametrize("precision", [None, "int8", "bfloat16"])
+def test_sample_chains_in_chunks_end_where_one_sample_call_does(precision):
+  """`sample_chains` runs compiled chunks of the one run's sweeps: for any chunk size its final
+  state is `sample`'s, bit for bit, at every precision (bfloat16's chains differ from the
+  float32 ones, so a precision that is not passed on fails here)."""
+  p = rbm.init(jax.random.key(1), 40, 24, weight_scale=0.5)
+  want = sampling.sample(jax.random.key(2), p, n_chains=16, n_steps=7, return_hidden=True,
+                         precision=precision)
+  for chunk in (3, 7):
+    got = sampling.sample_chains(jax.random.key(2), p, n_chains=16, n_steps=7, chunk=chunk,
+                                 progress=False, precision=precision)
+    np.testing.assert_array_equal(got.v, want[0])
+    np.testing.assert_array_equal(got.h, want[1])
+  assert 0 < float(jnp.mean(want[0])) < 1
 
 
 def test_int8_sampler_samples_the_exact_distribution():
