@@ -49,9 +49,9 @@ def test_binary_products_are_as_accurate_as_float32_ones():
   assert np.abs(np.asarray(jnp.matmul(x, w * (1 + 2.0**-10)), np.float64) - exact).max() > err
 
 
-def test_binary_products_inside_a_loop_draw_what_they_draw_outside():
-  """In a scan with W loop-invariant (XLA computes the digits once, before it), each product
-  equals the product outside the loop, bit for bit."""
+def test_binary_products_inside_a_loop_equal_the_products_outside():
+  """In a scan with W loop-invariant (where XLA hoists the digits out of the loop), each
+  product equals the product outside the loop, bit for bit."""
   rng = np.random.default_rng(2)
   w = jnp.asarray(rng.normal(0, 0.3, (40, 24)), jnp.float32)
   xs = jnp.asarray(rng.random((5, 6, 40)) < 0.5, jnp.float32)
