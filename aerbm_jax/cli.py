@@ -136,6 +136,11 @@ def build_parser(experiment: str | None = None) -> argparse.ArgumentParser:
     "--compile-cache", metavar="DIR", default=None,
     help="keep compiled XLA programs here for later runs (default: $JAX_COMPILATION_CACHE_DIR, "
          "else ~/.cache/aerbm_jax/xla; 'none' turns it off)")
+  parser.add_argument(
+    "--freed-memory", choices=["keep", "release"], default="keep",
+    help="keep: malloc keeps freed memory for reuse, so that each compiled call does not map "
+         "and zero its buffers afresh (glibc only; the process keeps its peak memory); "
+         "release: the C library's defaults (default: keep)")
   dist = parser.add_argument_group(
     "multi-process runs (jax.distributed; also read from JAX_COORDINATOR_ADDRESS, "
     "JAX_NUM_PROCESSES, JAX_PROCESS_ID)")
@@ -335,10 +340,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   logging.getLogger("absl").setLevel(logging.WARNING if args.debug else logging.CRITICAL)
   warnings.filterwarnings("ignore", category=DeprecationWarning)
   signal.signal(signal.SIGTERM, _terminate)
-  from aerbm_jax import parallel  # imports JAX: after parsing, so --help stays fast
+  from aerbm_jax import heap, parallel  # parallel imports JAX: after parsing, so --help stays fast
   from aerbm_jax.train import TrainingDivergedError
 
   _use_compile_cache(args.compile_cache)
+  if args.freed_memory == "keep":
+    heap.keep_freed_memory()
   try:
     parallel.initialize(parallel.distributed_settings(
       args.coordinator_address, args.num_processes, args.process_id,

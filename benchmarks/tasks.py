@@ -11,7 +11,10 @@
   at `precision="int8"` (W as int8 digits, products about as accurate as float32's) and
   `precision="bfloat16"` (W rounded to bfloat16: a different model).
 
-Writes `benchmarks/results/<tag>.json` and `<tag>.md`.
+Every library in the process runs with glibc's malloc keeping freed memory for reuse, as the
+`aerbm` command sets it (`heap.keep_freed_memory`; `--freed-memory release`: the C library's
+defaults). rbms runs in its own interpreter with the defaults. Writes
+`benchmarks/results/<tag>.json` and `<tag>.md`.
 
   python benchmarks/tasks.py [--mnist PATH] [--only mnist,ae,small] [--epochs 10] [--quick]
                              [--rbms-python PATH]
@@ -29,7 +32,7 @@ import jax
 
 import bench_ae
 import bench_mnist
-from aerbm_jax import configs
+from aerbm_jax import configs, heap
 from bench_aerbm import jax_sampler
 from bench_peers import numpy_sampler
 from bench_timing import machine_info, matmul_peak_gflops, paired, write_results
@@ -147,7 +150,10 @@ def markdown(out: dict) -> str:
   m = out["machine"]
   lines = [f"# Time to a result: {m['backend']} ({m['device']}, {m['cores']} cores, {m['cpu']})",
            "", f"Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items() if v)}.",
-           f"Float32 matmul peak measured in this run: {out['peak']['gflops']:.1f} GFLOP/s.", ""]
+           f"Float32 matmul peak measured in this run: {out['peak']['gflops']:.1f} GFLOP/s.",
+           "glibc's malloc kept freed memory for reuse (`heap.keep_freed_memory`) for every "
+           "library in the process." if out.get("keep_freed_memory") else
+           "glibc's malloc ran with its default settings.", ""]
   if "mnist" in out:
     r = out["mnist"]
     lines += ["## MNIST: 500 hidden units, batch 100, thresholded digits", "",
@@ -244,12 +250,18 @@ def main() -> None:
   ap.add_argument("--quick", action="store_true", help="tiny sizes: about a minute")
   ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
   ap.add_argument("--tag", default=None)
+  ap.add_argument("--freed-memory", choices=["keep", "release"], default="keep",
+                  help="keep: glibc's malloc keeps freed memory for reuse, for every library in "
+                  "this process (`heap.keep_freed_memory`, as the `aerbm` command sets it); "
+                  "release: the C library's defaults")
   args = ap.parse_args()
   if args.quick:
     args.epochs, args.n_train, args.n_test, args.ais_betas, args.ais_chains = 1, 1000, 100, 50, 8
     args.ae_size, args.repeats, args.rounds, args.budget, args.ae_warmup = 32, 2, 2, 0.2, 0.5
   bench_mnist.RBMS_PYTHON = args.rbms_python
-  out: dict = {"machine": machine_info(), "peak": matmul_peak_gflops()}
+  out: dict = {"machine": machine_info(),
+               "keep_freed_memory": args.freed_memory == "keep" and heap.keep_freed_memory(),
+               "peak": matmul_peak_gflops()}
   sections = {"mnist": run_mnist, "ae": run_ae, "small": run_small}
   for name in args.only.split(","):
     sections[name](args, out)

@@ -10,8 +10,8 @@ PACKAGE = Path(__file__).parent.parent / "aerbm_jax"
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
 # Lowest first: a module may import only modules before it.
-ORDER = ["rng", "parallel", "optim", "digits", "data", "rbm", "checkpoint", "loop", "halves",
-         "sampling",
+ORDER = ["heap", "rng", "parallel", "optim", "digits", "data", "rbm", "checkpoint", "loop",
+         "halves", "sampling",
          "tempering", "ais", "partition", "gradients", "epochs", "train", "baselines",
          "layers", "autoencoder", "ae_train", "metrics", "calibration", "plots", "estimators", "configs",
          "runs", "report", "html", "summary", "experiment", "ci_study", "likelihoods", "evaluate", "cli"]
