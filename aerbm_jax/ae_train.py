@@ -110,8 +110,10 @@ def fit(
 
   One compiled call per minibatch from the host loop (`loop.run`, one unit per update): XLA's
   CPU convolutions run far slower inside a `lax.scan` body than as a top-level computation,
-  and a step of this size amortises the dispatch. Raises FloatingPointError naming the epoch
-  if the loss becomes NaN or inf.
+  and a step of this size amortises the dispatch. Each call allocates the step's temporaries
+  afresh: on glibc, `aerbm_jax.heap.keep_freed_memory()` called once beforehand (the `aerbm`
+  command does) lets malloc reuse them, 1.18x the mondrian network's steps/s. Raises
+  FloatingPointError naming the epoch if the loss becomes NaN or inf.
 
   Args:
     key: PRNG key (minibatch orders and augmentations; epoch e uses `fold_in(key, e)`).
