@@ -340,7 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   logging.getLogger("absl").setLevel(logging.WARNING if args.debug else logging.CRITICAL)
   warnings.filterwarnings("ignore", category=DeprecationWarning)
   signal.signal(signal.SIGTERM, _terminate)
-  from aerbm_jax import heap, parallel  # parallel imports JAX: after parsing, so --help stays fast
+  # after parsing, so that --help stays fast: parallel imports JAX
+  from aerbm_jax import heap, parallel
   from aerbm_jax.train import TrainingDivergedError
 
   _use_compile_cache(args.compile_cache)

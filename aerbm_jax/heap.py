@@ -5,11 +5,11 @@ temporaries (42 MB for the mondrian autoencoder's training step), and frees the 
 when it returns. glibc's malloc serves a block over its mmap threshold (at most 32 MB) with a
 fresh `mmap` and unmaps it on `free`, and it returns the top of a heap to the system once
 more than its trim threshold is free there (128 KiB, rising to at most 64 MiB); either way
-the next call touches new pages, and the kernel zeroes and maps each one again. `keep_freed_memory` tells malloc to serve
-blocks up to a limit from its heap and to keep what is freed for the next call. The training
-loops of the autoencoder, one compiled call per minibatch, gain the most
-(benchmarks/results/freed-memory-cpu-2core-xeon.md); a program that runs a long loop inside
-one call allocates once and has little to gain.
+the next call touches new pages, and the kernel zeroes and maps each one again.
+`keep_freed_memory` tells malloc to serve blocks up to a limit from its heap and to keep
+what is freed for the next call. The training loops of the autoencoder, one compiled call
+per minibatch, gain the most (benchmarks/results/freed-memory-cpu-2core-xeon.md); a program
+that runs a long loop inside one call allocates once and has little to gain.
 
 The setting is process-wide and cannot be undone by this module, so the library never makes
 it on its own: the `aerbm` command does (`--freed-memory release` leaves the defaults), and a
