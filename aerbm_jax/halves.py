@@ -26,7 +26,8 @@ def in_halves(params: RBM, n_chains: int, precision: str | None = None) -> bool:
   device, for a Bernoulli model whose products are not tiny (dispatch-bound, where two of
   everything costs more) and whose W is at most `HALVES_MAX_WEIGHTS` (read from memory twice
   a product, a large W costs more than it gains), and not at precision "bfloat16" or "int8",
-  whose products of a few rows are faster whole. The samples are the same either way.
+  whose products of a few rows are faster whole. Either way the chains draw the same
+  uniforms; the halves' products, chains as columns, may round differently in the last bit.
 
   Args:
     params: the model.

@@ -34,6 +34,8 @@ __all__ = [
   "hidden_logits",
   "hidden_prob",
   "visible_mean",
+  "hidden_prob_columns",
+  "visible_mean_columns",
   "sample_hidden",
   "sample_visible",
   "temper",
@@ -262,6 +264,34 @@ def visible_mean(params: RBM, h: ArrayLike, precision=EXACT) -> Array:
   if isinstance(params, GaussianRBM):
     return x
   return jax.nn.sigmoid(x)
+
+
+def hidden_prob_columns(params: RBM, v_t: Array, precision=EXACT, w_t: Array | None = None
+                        ) -> Array:
+  """`hidden_prob` of chains held as columns: `(n_hidden, chains)` for `v_t: (n_visible, chains)`.
+
+  With few chains, XLA's CPU matrix kernel runs `W^T v^T` faster than `v W`: it packs its right
+  operand for every product, here the chains rather than W (`sampling.run`'s halves).
+
+  Args:
+    params: the model.
+    v_t: the chains' visibles, one chain a column.
+    precision: as in `hidden_prob` (not "int8", which needs binary rows on the left).
+    w_t: `W.T`, made once by a caller that multiplies by it in a loop; None makes it here.
+  """
+  check_kind(params)
+  if isinstance(params, GaussianRBM):
+    v_t = v_t * jnp.exp(-2.0 * params.log_sigma)[:, None]
+  w_t = params.W.T if w_t is None else w_t
+  return jax.nn.sigmoid(matmul(w_t, v_t, precision) + params.c[:, None])
+
+
+def visible_mean_columns(params: RBM, h_t: Array, precision=EXACT) -> Array:
+  """`visible_mean` of chains held as columns: `(n_visible, chains)` for `h_t: (n_hidden,
+  chains)`, as `W h^T` (see `hidden_prob_columns`)."""
+  check_kind(params)
+  x = matmul(params.W, h_t, precision) + params.b[:, None]
+  return x if isinstance(params, GaussianRBM) else jax.nn.sigmoid(x)
 
 
 def sample_hidden(

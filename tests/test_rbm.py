@@ -86,6 +86,23 @@ def test_init_from_data_sets_biases():
   assert isinstance(g, rbm.GaussianRBM) and g.W.shape == (4, 2)
 
 
+@pytest.mark.parametrize("kind", ["bernoulli", "gaussian"])
+def test_conditionals_of_chains_held_as_columns_are_the_rows_transposed(rng, kind):
+  """`hidden_prob_columns` and `visible_mean_columns` of `x.T` are `hidden_prob` and
+  `visible_mean` of `x`, transposed, to float32 rounding (the products sum in another order),
+  with `W.T` made by the caller or not."""
+  p = _bernoulli(rng, 40, 24) if kind == "bernoulli" else _gaussian(rng, 40, 24)
+  v = (rng.random((6, 40)) < 0.5).astype(np.float32) if kind == "bernoulli" else (
+    rng.normal(0, 1.5, (6, 40)).astype(np.float32))
+  h = (rng.random((6, 24)) < 0.5).astype(np.float32)
+  for w_t in (None, p.W.T):
+    np.testing.assert_allclose(rbm.hidden_prob_columns(p, jnp.asarray(v.T), w_t=w_t),
+                               np.asarray(rbm.hidden_prob(p, v)).T, rtol=1e-5, atol=1e-6)
+  assert rbm.hidden_prob_columns(p, jnp.asarray(v.T)).shape == (24, 6)
+  np.testing.assert_allclose(rbm.visible_mean_columns(p, jnp.asarray(h.T)),
+                             np.asarray(rbm.visible_mean(p, h)).T, rtol=1e-5, atol=1e-6)
+
+
 def test_functions_jit_and_batch(rng):
   p = _bernoulli(rng)
   v = (rng.random((4, 5)) < 0.5).astype(np.float32)
