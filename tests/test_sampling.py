@@ -275,10 +275,14 @@ def test_in_halves_chooses_mid_sized_bernoulli_batches():
   bernoulli = rbm.init(jax.random.key(0), 784, 500)
   assert not sampling.in_halves(bernoulli, 4)  # too few chains
   assert not sampling.in_halves(bernoulli, 128)  # enough rows for the matmul itself
-  assert not sampling.in_halves(rbm.init(jax.random.key(0), 128, 64), 64)  # tiny products
-  assert not sampling.in_halves(rbm.init(jax.random.key(0), 4096, 1024), 8)  # W out of cache
+  shape = lambda n, m: rbm.BernoulliRBM(  # noqa: E731
+    W=jax.ShapeDtypeStruct((n, m), jnp.float32), b=None, c=None)
+  assert not sampling.in_halves(shape(4096, 4096), 8)  # W out of cache
+  assert not sampling.in_halves(shape(49152, 64), 32)  # a long contraction, split over K
   assert not sampling.in_halves(rbm.init(jax.random.key(0), 784, 500, visible="gaussian"), 32)
   assert not sampling.in_halves(bernoulli, 32, "bfloat16")  # its products are fast whole
   cores = len(os.sched_getaffinity(0))
-  assert sampling.in_halves(bernoulli, 32) == (
-    jax.default_backend() == "cpu" and cores >= 2 and jax.device_count() == 1)
+  multicore_cpu = jax.default_backend() == "cpu" and cores >= 2 and jax.device_count() == 1
+  assert sampling.in_halves(bernoulli, 32) == multicore_cpu
+  for n, m, chains in ((16, 8, 8), (128, 64, 64), (4096, 1024, 8), (12288, 256, 64)):
+    assert sampling.in_halves(shape(n, m), chains) == multicore_cpu, (n, m, chains)
