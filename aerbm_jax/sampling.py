@@ -143,8 +143,8 @@ def run(
 ) -> tuple[GibbsState, Any]:
   """`n_steps` sweeps with `lax.scan`. Not jitted here: jit the caller, or use `sample`.
 
-  On a multi-core CPU, 8-64 chains of a mid-sized Bernoulli model are carried as two halves,
-  swept at once (`in_halves`), each as columns: from `step`'s uniforms, with products summed
+  On a multi-core CPU, 8-64 chains of a Bernoulli model (`in_halves` says which) are carried
+  as two halves, swept at once, each as columns: from `step`'s uniforms, with products summed
   in another order, so their chains agree with `step`'s to float32 rounding.
 
   Args:

@@ -122,9 +122,8 @@ def _run_ab(n: int, m: int, batch: int, setups, flops: float, state_out: bool = 
   patch the library while `run` is traced), the ratio of the first to the second over 9
   alternating calls of `flops` matmul FLOPs (at least 20 sweeps) each, returning the chains'
   visibles (or, with `state_out`, their whole state), and whether both drew the same samples
-  (`same`; asserted with `must_match`). Calls
-  of a few milliseconds time something else than a user's long runs do, so the default calls
-  take a fraction of a second."""
+  (`same`; asserted with `must_match`). Calls of a few milliseconds time something else than
+  a user's long runs do, so the default calls take a fraction of a second."""
   params = rbm.init(jax.random.key(0), n, m)
   state = sampling.init(params, jnp.zeros((batch, n)))
   sweeps = max(20, int(flops / (4 * n * m * batch)))
