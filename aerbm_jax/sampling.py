@@ -114,19 +114,19 @@ def half_step(
     # one hash launch instead of two and matters most at small batches.
     batch, n, m = p_h.shape[0], rbm.n_visible(params), rbm.n_hidden(params)
     (u_h, u_v), scale = uniforms(key, (batch, m + n), uniform_bits, split=m)
-    return _draw(p_h, u_h, u_v, scale, params, precision)
+    return _draw(p_h, u_h, u_v, scale, partial(rbm.visible_mean, params, precision=precision))
   key_h, key_v = jax.random.split(key)
   h = bernoulli(key_h, p_h, uniform_bits)
   return GibbsState(v=rbm.sample_visible(key_v, params, h, uniform_bits, precision), h=h)
 
 
-def _draw(p_h: Array, u_h: Array, u_v: Array, scale: float, params: BernoulliRBM,
-          precision: str | None) -> GibbsState:
-  """A Bernoulli model's `h ~ p_h`, then `v ~ p(v | h)`, from the uniforms `u_h: (chains,
-  n_hidden)` and `u_v: (chains, n_visible)` of `rng.uniforms` and their scale."""
+def _draw(p_h: Array, u_h: Array, u_v: Array, scale: float,
+          visible_mean: Callable[[Array], Array]) -> GibbsState:
+  """A Bernoulli model's `h ~ p_h`, then `v ~ p(v | h) = visible_mean(h)`, from the uniforms
+  `u_h` and `u_v` of `rng.uniforms` and their scale, each shaped as what it draws (chains as
+  rows, or as columns in `_run_halves`)."""
   h = (u_h < p_h * scale).astype(p_h.dtype)
-  return GibbsState(v=(u_v < rbm.visible_mean(params, h, precision) * scale).astype(p_h.dtype),
-                    h=h)
+  return GibbsState(v=(u_v < visible_mean(h) * scale).astype(p_h.dtype), h=h)
 
 
 def run(
@@ -198,18 +198,16 @@ def _run_halves(keys: Array, state: GibbsState, params: BernoulliRBM, uniform_bi
   """
   batch, n, m = state.v.shape[0], rbm.n_visible(params), rbm.n_hidden(params)
   w_t = params.W.T  # made once, before the loop
+  mean = partial(rbm.visible_mean_columns, params, precision=precision)
   rows = lambda halves: GibbsState(*(jnp.concatenate([x.T for x in xs])  # noqa: E731
                                      for xs in zip(*halves)))
 
   def one_step(halves: tuple[GibbsState, GibbsState], key_step: Array):
     draws, scale = uniform_halves(key_step, (batch, m + n), m, uniform_bits)
     p_hs = [rbm.hidden_prob_columns(params, s.v, precision, w_t) for s in halves]
-    new = []
-    for s, p_h, (u_h, u_v) in zip(halves, p_hs, draws):
-      h = (u_h.T < p_h * scale).astype(s.v.dtype)
-      v = (u_v.T < rbm.visible_mean_columns(params, h, precision) * scale).astype(s.v.dtype)
-      new.append(GibbsState(v=v, h=h))
-    return tuple(new), (None if transform is None else transform(
+    new = tuple(GibbsState(*(x.astype(s.v.dtype) for x in _draw(p_h, u_h.T, u_v.T, scale, mean)))
+                for s, p_h, (u_h, u_v) in zip(halves, p_hs, draws))
+    return new, (None if transform is None else transform(
       rows(new), GibbsInfo(hidden_prob=jnp.concatenate([p.T for p in p_hs]))))
 
   top = (batch + 1) // 2
