@@ -44,6 +44,8 @@ __all__ = [
   "validate_data",
   "reconstruction_error",
   "check_kind",
+  "check_precision",
+  "PRECISIONS",
   "matmul",
   "exact_matmul",
 ]
@@ -73,11 +75,12 @@ RBM = Union[BernoulliRBM, GaussianRBM]
 # log-likelihoods. The samplers take the backend's fast default instead (SAMPLER_PRECISION);
 # their statistical tests pass either way.
 # Samplers may also take "bfloat16": bfloat16 operands (binary states are exact; W is rounded
-# to 8 significant bits) with float32 accumulation, or "int8" (`sampling.PRECISIONS`; W's
-# int8 digits times binary states). Never used for energies or log Z.
+# to 8 significant bits) with float32 accumulation, or "int8" (`PRECISIONS`; W's int8 digits
+# times binary states). Never used for energies or log Z.
 EXACT = Precision.HIGHEST
 SAMPLER_PRECISION = None
 SAMPLER_PRECISIONS = (None, "highest", "bfloat16")
+PRECISIONS = SAMPLER_PRECISIONS + ("int8",)  # the sampler's (`sampling.run`)
 exact_matmul = partial(jnp.matmul, precision=EXACT)
 
 
@@ -138,6 +141,16 @@ def n_visible(params: RBM) -> int:
 def n_hidden(params: RBM) -> int:
   """Hidden units of a model (or of a seed-stacked model)."""
   return params.W.shape[-1]
+
+
+def check_precision(precision: str | None, params: RBM | None = None) -> None:
+  """ValueError unless `precision` is one of `PRECISIONS` (and "int8" comes with a Bernoulli
+  `params`: its products need binary states)."""
+  if precision not in PRECISIONS:
+    raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+  if precision == "int8" and params is not None and not isinstance(params, BernoulliRBM):
+    raise ValueError(f'precision="int8" multiplies binary states only: it needs a '
+                     f'BernoulliRBM, got {type(params).__name__}; use None or "highest"')
 
 
 def check_kind(params: RBM) -> None:

@@ -18,14 +18,14 @@ import numpy as np
 from jax import Array
 from jax.sharding import Mesh
 from jax.typing import ArrayLike
-from aerbm_jax import loop, parallel, rbm
+from aerbm_jax import loop, parallel, rbm, row_blocks
 from aerbm_jax.halves import in_halves
 from aerbm_jax.rng import DEFAULT_UNIFORM_BITS, bernoulli, uniform_halves, uniforms
-from aerbm_jax.rbm import RBM, BernoulliRBM, GaussianRBM
+from aerbm_jax.rbm import PRECISIONS, RBM, BernoulliRBM, GaussianRBM, check_precision
 
 __all__ = ["GibbsState", "GibbsInfo", "init", "step", "half_step", "run", "random_visible",
            "sample", "sample_chains", "sample_visibles", "VISIBLE_KINDS", "chain_means",
-           "check_precision", "in_halves"]
+           "check_precision", "in_halves", "PRECISIONS"]
 
 
 class GibbsState(NamedTuple):
@@ -40,19 +40,6 @@ class GibbsInfo(NamedTuple):
   """What a sweep computed on the way, for a `transform` that wants it (free to drop)."""
 
   hidden_prob: Array  # shape=(chains, n_hidden): p(h | v) at the sweep's starting v
-
-
-PRECISIONS = rbm.SAMPLER_PRECISIONS + ("int8",)
-
-
-def check_precision(precision: str | None, params: RBM | None = None) -> None:
-  """ValueError unless `precision` is one of `PRECISIONS` (and "int8" comes with a Bernoulli
-  `params`: its products need binary states)."""
-  if precision not in PRECISIONS:
-    raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-  if precision == "int8" and params is not None and not isinstance(params, BernoulliRBM):
-    raise ValueError(f'precision="int8" multiplies binary states only: it needs a '
-                     f'BernoulliRBM, got {type(params).__name__}; use None or "highest"')
 
 
 def init(params: RBM, v0: ArrayLike) -> GibbsState:
@@ -86,10 +73,16 @@ def step(
 
 
 def _step(key: Array, state: GibbsState, params: RBM, params_v: RBM, uniform_bits: int | None,
-          precision: str | None) -> tuple[GibbsState, GibbsInfo]:
-  """`step` with `params_v`, the same model, for the visible half (see `run`'s bfloat16)."""
-  p_h = rbm.hidden_prob(params, state.v, precision)
-  new = half_step(key, p_h, params_v, uniform_bits, precision)
+          precision: str | None, blocks: int = 0) -> tuple[GibbsState, GibbsInfo]:
+  """`step` with `params_v`, the same model, for the visible half (see `run`'s bfloat16), and
+  with W in `blocks` blocks of rows where that is > 0 (`row_blocks.n_blocks`)."""
+  if blocks:
+    p_h = row_blocks.hidden_prob(params, state.v, precision, blocks)
+    new = _sweep_draws(key, p_h, rbm.n_visible(params), uniform_bits, partial(
+      row_blocks.visible_mean, params, precision=precision, blocks=blocks))
+  else:
+    p_h = rbm.hidden_prob(params, state.v, precision)
+    new = half_step(key, p_h, params_v, uniform_bits, precision)
   return GibbsState(*(x.astype(state.v.dtype) for x in new)), GibbsInfo(hidden_prob=p_h)
 
 
@@ -112,12 +105,19 @@ def half_step(
   if isinstance(params, BernoulliRBM):
     # Bernoulli models draw the sweep's hidden and visible uniforms from one call, which costs
     # one hash launch instead of two and matters most at small batches.
-    batch, n, m = p_h.shape[0], rbm.n_visible(params), rbm.n_hidden(params)
-    (u_h, u_v), scale = uniforms(key, (batch, m + n), uniform_bits, split=m)
-    return _draw(p_h, u_h, u_v, scale, partial(rbm.visible_mean, params, precision=precision))
+    return _sweep_draws(key, p_h, rbm.n_visible(params), uniform_bits,
+                        partial(rbm.visible_mean, params, precision=precision))
   key_h, key_v = jax.random.split(key)
   h = bernoulli(key_h, p_h, uniform_bits)
   return GibbsState(v=rbm.sample_visible(key_v, params, h, uniform_bits, precision), h=h)
+
+
+def _sweep_draws(key: Array, p_h: Array, n: int, uniform_bits: int | None,
+                 visible_mean: Callable[[Array], Array]) -> GibbsState:
+  """`_draw` for chains as rows, from one call's uniforms for the `n` visibles and `p_h`."""
+  (u_h, u_v), scale = uniforms(key, (p_h.shape[0], p_h.shape[1] + n), uniform_bits,
+                               split=p_h.shape[1])
+  return _draw(p_h, u_h, u_v, scale, visible_mean)
 
 
 def _draw(p_h: Array, u_h: Array, u_v: Array, scale: float,
@@ -177,9 +177,11 @@ def run(
   if halves and in_halves(params, state.v.shape[0], precision):
     return _run_halves(keys, state, params, uniform_bits, precision, transform)
 
+  blocks = row_blocks.n_blocks(params, state.v.shape[0], precision)
+
   def one_step(s: GibbsState, key_step: Array):
     params_v = params if w_t is None else params._replace(W=w_t.T)
-    s, info = _step(key_step, s, params, params_v, uniform_bits, precision)
+    s, info = _step(key_step, s, params, params_v, uniform_bits, precision, blocks)
     return s, (None if transform is None else transform(s, info))
 
   return jax.lax.scan(one_step, state, keys)

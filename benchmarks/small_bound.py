@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend.random import threefry2x32_p
 
-from aerbm_jax import rbm, rng, sampling
+from aerbm_jax import rbm, rng, row_blocks, sampling
 from bench_peers import numpy_sampler
 from bench_timing import machine_info, paired, timed
 
@@ -61,7 +61,14 @@ def measure(batch: int, sweeps: int) -> dict:
     return sampling.GibbsState((rbm.visible_mean_columns(p, h, None) > 0.5).astype(jnp.float32),
                                h)
 
-  def products(s, p):  # in halves where the library sweeps in halves, each half's state returned
+  def body_blocks(p, blocks, s):  # the same, with W in blocks of rows, as `run` has it
+    h = (row_blocks.hidden_prob(p, s.v, None, blocks) > 0.5).astype(jnp.float32)
+    return sampling.GibbsState(
+      (row_blocks.visible_mean(p, h, None, blocks) > 0.5).astype(jnp.float32), h)
+
+  def products(s, p):  # in halves or blocks where the library has them, the state returned
+    if blocks := row_blocks.n_blocks(p, batch):
+      return jax.lax.scan(lambda c, _: (body_blocks(p, blocks, c), None), s, None, sweeps)[0]
     if not sampling.in_halves(p, batch):
       return jax.lax.scan(lambda c, _: (body(p, c), None), s, None, sweeps)[0]
     top, w_t = (batch + 1) // 2, p.W.T
@@ -187,7 +194,8 @@ def main() -> None:
            "random numbers would give). The matmul shares are the matmuls' time over the "
            "whole sweep's, each pair timed back to back over 7 alternating rounds. Both of "
            "our loops return the chains' state and, where `sampling.in_halves` says so, run "
-           "the chains as two halves, as `sample` and `tasks.py` do.", "",
+           "the chains as two halves, or where `row_blocks.n_blocks` does, multiply them by W "
+           "in blocks of rows, as `sample` and `tasks.py` do.", "",
            "| chains | aerbm_jax | aerbm_jax matmuls | numpy | numpy matmuls | ratio | ceiling "
            "| matmul share, aerbm_jax | matmul share, numpy |",
            "|---|---|---|---|---|---|---|---|---|"]

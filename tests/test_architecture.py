@@ -11,7 +11,7 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
 # Lowest first: a module may import only modules before it.
 ORDER = ["heap", "rng", "parallel", "optim", "digits", "data", "rbm", "checkpoint", "loop",
-         "halves", "sampling",
+         "halves", "row_blocks", "sampling",
          "tempering", "ais", "partition", "gradients", "epochs", "train", "baselines",
          "layers", "autoencoder", "ae_train", "metrics", "calibration", "plots", "estimators", "configs",
          "runs", "report", "html", "summary", "experiment", "ci_study", "likelihoods", "evaluate", "cli"]
