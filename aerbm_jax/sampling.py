@@ -143,9 +143,10 @@ def run(
 ) -> tuple[GibbsState, Any]:
   """`n_steps` sweeps with `lax.scan`. Not jitted here: jit the caller, or use `sample`.
 
-  On a multi-core CPU, 8-64 chains of a Bernoulli model (`in_halves` says which) are carried
-  as two halves, swept at once, each as columns: from `step`'s uniforms, with products summed
-  in another order, so their chains agree with `step`'s to float32 rounding.
+  On a CPU, 8-64 chains of a Bernoulli model are carried as two halves swept at once, each as
+  columns (`in_halves` says which), and 1-4 chains multiply W in blocks of its rows
+  (`row_blocks.n_blocks`): from `step`'s uniforms, with products summed in another order, so
+  their chains agree with `step`'s to float32 rounding.
 
   Args:
     key: PRNG key, split into one key per sweep.
@@ -178,7 +179,6 @@ def run(
     return _run_halves(keys, state, params, uniform_bits, precision, transform)
 
   blocks = row_blocks.n_blocks(params, state.v.shape[0], precision)
-
   def one_step(s: GibbsState, key_step: Array):
     params_v = params if w_t is None else params._replace(W=w_t.T)
     s, info = _step(key_step, s, params, params_v, uniform_bits, precision, blocks)
