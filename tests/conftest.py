@@ -65,6 +65,32 @@ def flat(tree):
   return np.concatenate([np.ravel(x) for x in tree])
 
 
+def exact_sum_model(n: int = 256, m: int = 160):
+  """A Bernoulli model whose every product of binary states sums exactly in float32 (W and b
+  on a grid of 1/64), so that sweeps whose products sum in another order draw the same."""
+  import jax
+  import jax.numpy as jnp
+
+  from aerbm_jax import rbm
+
+  grid = lambda x: jnp.round(x * 64) / 64  # noqa: E731
+  p = rbm.init(jax.random.key(1), n, m, weight_scale=0.3)
+  return p._replace(W=grid(p.W), b=grid(jax.random.normal(jax.random.key(2), (n,))))
+
+
+def traced_run(p, batch: int, bits: int):
+  """`sampling.run` of `batch` random chains of `p` for 4 sweeps, with a trace of the states'
+  and hidden probabilities' first columns: `(final_state, trace)`."""
+  import jax
+
+  from aerbm_jax import sampling
+
+  state = sampling.init(p, sampling.random_visible(jax.random.key(3), p, batch))
+  trace = lambda s, info: (s.v[:, :5], info.hidden_prob[:, :5])  # noqa: E731
+  return jax.jit(lambda k: sampling.run(k, state, p, 4, uniform_bits=bits,
+                                        transform=trace))(jax.random.key(4))
+
+
 def dot_count(fn, *args) -> int:
   """How many matrix products `fn(*args)` traces (a scan's body counted once). Pass a new
   function for each trace: traces are cached by function."""

@@ -3,15 +3,9 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+from conftest import exact_sum_model, traced_run
 
 from aerbm_jax import rbm, row_blocks, sampling
-
-
-def _grid_model(n=256, m=160):
-  """A model whose every product of binary states sums exactly in float32: W and b on 1/64."""
-  grid = lambda x: jnp.round(x * 64) / 64  # noqa: E731
-  p = rbm.init(jax.random.key(1), n, m, weight_scale=0.3)
-  return p._replace(W=grid(p.W), b=grid(jax.random.normal(jax.random.key(2), (n,))))
 
 
 def test_block_conditionals_equal_the_whole_products():
@@ -30,14 +24,11 @@ def test_block_conditionals_equal_the_whole_products():
 def test_chains_in_row_blocks_end_where_whole_sweeps_take_them(monkeypatch):
   """With every sum exact, `run` over W in blocks gives the chains, and a trace of states and
   hidden probabilities, bit for bit as W whole does, at 1-4 chains and both uniform widths."""
-  p = _grid_model()
+  p = exact_sum_model()
 
   def chains(blocks, batch, bits):
     monkeypatch.setattr(row_blocks, "n_blocks", lambda params, n_chains, precision: blocks)
-    state = sampling.init(p, sampling.random_visible(jax.random.key(3), p, batch))
-    trace = lambda s, info: (s.v[:, :5], info.hidden_prob[:, :5])  # noqa: E731
-    return jax.jit(lambda k: sampling.run(k, state, p, 4, uniform_bits=bits,
-                                          transform=trace))(jax.random.key(4))
+    return traced_run(p, batch, bits)
 
   for batch, bits in ((1, 16), (2, 32), (3, 16), (4, 16)):
     got, want = chains(4, batch, bits), chains(0, batch, bits)

@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import (all_states, dot_count, exact_visible_probs, random_bernoulli,
-                      total_variation, tv_tolerance)
+from conftest import (all_states, dot_count, exact_sum_model, exact_visible_probs,
+                      random_bernoulli, total_variation, traced_run, tv_tolerance)
 
 from aerbm_jax import rbm, sampling
 
@@ -223,16 +223,11 @@ def test_chains_swept_in_halves_end_where_whole_sweeps_take_them(monkeypatch):
   halves (`sampling.in_halves`), each carried as columns: with every product's sum exact (W
   and b on a grid of 1/64), the chains, and a trace of states and hidden probabilities, are
   the same bit for bit as the whole batch swept at once, for an odd batch too."""
-  grid = lambda x: jnp.round(x * 64) / 64  # noqa: E731
-  p = rbm.init(jax.random.key(1), 256, 160, weight_scale=0.3)
-  p = p._replace(W=grid(p.W), b=grid(jax.random.normal(jax.random.key(2), (256,))))
+  p = exact_sum_model()
 
   def chains(halves, batch, bits):
     monkeypatch.setattr(sampling, "in_halves", lambda params, n_chains, precision: halves)
-    state = sampling.init(p, sampling.random_visible(jax.random.key(3), p, batch))
-    trace = lambda s, info: (s.v[:, :5], info.hidden_prob[:, :5])  # noqa: E731
-    return jax.jit(lambda k: sampling.run(k, state, p, 4, uniform_bits=bits,
-                                          transform=trace))(jax.random.key(4))
+    return traced_run(p, batch, bits)
 
   for batch, bits in ((33, 16), (32, 32)):
     got, want = chains(True, batch, bits), chains(False, batch, bits)
