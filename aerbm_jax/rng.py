@@ -121,8 +121,13 @@ def _words(key: Array, shape: tuple[int, ...], columns: tuple[slice, ...]) -> li
 
   From a threefry key, rows `[0, r)` are the first words of the blocks of shape
   `(r,) + shape[1:]`, `r = ceil(shape[0] / 2)`, and the rest their second words. Pieces rather
-  than joined arrays let every consumer read the hash's outputs in place.
+  than joined arrays let every consumer read the hash's outputs in place. A single row of
+  words (two chains' 16-bit draws) is the 1-D case's row: the rule above would hash a block
+  per word and drop every second word.
   """
+  if len(shape) == 2 and shape[0] == 1:
+    row = jnp.concatenate(_words(key, shape[1:], (slice(None),))[0])[None]
+    return [[row[..., c]] for c in columns]
   r = (shape[0] + 1) // 2
   pair = _threefry_pair(key, (r,) + shape[1:])
   if pair is None:

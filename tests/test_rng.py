@@ -39,6 +39,18 @@ def test_uniforms_carry_the_reference_hash_words():
       np.testing.assert_array_equal(_bits(rng.uniforms(key, (n, 3), 16)[0], 16), halves[:n])
 
 
+def test_two_rows_of_sixteen_bit_uniforms_use_both_words_of_each_block():
+  """Two chains' 16-bit draws are one row of words: ceil(cols / 2) blocks, their first words
+  then their second ones (as a 1-D draw's), low halves in the first row, high in the second."""
+  key = jax.random.key(7)
+  for cols in (5, 6):
+    r = (cols + 1) // 2
+    count = jnp.concatenate([jnp.zeros(r, jnp.uint32), jnp.arange(r, dtype=jnp.uint32)])
+    words = np.asarray(threefry_2x32(jax.random.key_data(key), count))[:cols]
+    u, _ = rng.uniforms(key, (2, cols), 16)
+    np.testing.assert_array_equal(_bits(u, 16), np.stack([words & 0xFFFF, words >> 16]))
+
+
 def test_unrolled_threefry_is_jaxs_threefry():
   # Random123's known answers for Threefry-2x32-20.
   zero, ones, pi = (jnp.uint32(0),) * 2, (jnp.uint32(0xFFFFFFFF),) * 2, (
@@ -79,7 +91,7 @@ def test_cpu_threefry_computes_each_blocks_rounds_once():
 
 
 @pytest.mark.parametrize("bits", [16, 32])
-@pytest.mark.parametrize("shape", [(7, 9), (8, 9), (1, 9), (9,)])
+@pytest.mark.parametrize("shape", [(7, 9), (8, 9), (2, 9), (1, 9), (9,)])
 def test_split_uniforms_are_the_slices_of_the_whole(bits, shape):
   key = jax.random.key(4)
   whole, scale = rng.uniforms(key, shape, bits)
