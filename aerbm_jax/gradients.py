@@ -42,7 +42,7 @@ def weight_statistics(v: Array, h: Array, precision=rbm.SAMPLER_PRECISION) -> Ar
   On CPU, with few hidden units and many rows (the course page's pixel RBM, 49,152 x 64), XLA's
   dot for this product is slow, and `(h.T @ v).T` is faster; elsewhere the plain form is, so
   the transposed one is taken only for n_hidden <= 64 and rows >= 128 on CPU (the measurements
-  are in the README's benchmark section). The barrier stops XLA from rewriting it back.
+  are in docs/performance.md). The barrier stops XLA from rewriting it back.
   """
   rows, m = h.shape
   if m <= 64 and rows >= 128 and jax.default_backend() == "cpu":

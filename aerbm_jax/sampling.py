@@ -300,7 +300,7 @@ def sample(
       a multiple of the device count); the samples equal the unsharded call's.
     precision: of the sampler's matmuls: None (backend default), "highest", "bfloat16"
       (bfloat16 weights, float32 accumulation: about 1.3x faster at 32-64 chains and 2.1-2.3x
-      at 128-1024 on a CPU with AMX (README); the chains sample the model with W rounded to
+      at 128-1024 with AMX, docs/performance.md); the chains sample the model with W rounded to
       8 significant bits), or "int8" (a BernoulliRBM with binary `v0`: W as four int8
       digits, `digits`, products about as accurate as float32's; faster from about 128
       chains on a CPU with AMX, slower below, much slower for one chain).
