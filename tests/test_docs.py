@@ -34,7 +34,8 @@ def anchors(markdown: str) -> set[str]:
 
 
 def test_anchor_spelling():
-  page = "# A page\n## W in blocks of rows for 1-4 chains (kept)\n## Tried: `x`, y\n## Tried: `x`, y\n"
+  page = ("# A page\n## W in blocks of rows for 1-4 chains (kept)\n"
+          "## Tried: `x`, y\n## Tried: `x`, y\n")
   assert anchors(page) == {"a-page", "w-in-blocks-of-rows-for-1-4-chains-kept", "tried-x-y",
                            "tried-x-y-1"}
 
