@@ -78,6 +78,9 @@ def test_quick_task_benchmark_output_format(tmp_path):
   for c in libs.values():
     assert c["median_epoch_s"] > 0 and len(c["points"]) == 1
     assert np.isfinite(c["points"][0]["log_likelihood"]) and c["points"][0]["log_likelihood"] < 0
+  # The epoch's share of the matmul peak, timed in turn: a rate below the peak's.
+  share = res["mnist"]["share_of_peak"]
+  assert 0 < share["min"] <= share["ratio"] <= share["max"] < 1.5 and share["rounds"] >= 2, share
   assert res["ae"]["aerbm_jax"]["images_per_s"] > 0 and res["ae"]["aerbm_jax"]["compile_s"] > 0
   if "torch" in res["ae"]:  # the back-to-back ratio comes with the two separate rates
     p = res["ae"]["paired"]
@@ -89,6 +92,7 @@ def test_quick_task_benchmark_output_format(tmp_path):
   for heading in ("## MNIST", "## Autoencoder training", "## Small batches"):
     assert heading in md
   assert "Time to the same log-likelihood" in md
+  assert f"the epoch ran at {100 * share['ratio']:.0f}% of the peak" in md
 
 
 def test_time_to_the_same_log_likelihood_reads_the_fastest_peer_at_each_level():
