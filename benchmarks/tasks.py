@@ -13,7 +13,8 @@
 
 Every library in the process runs with glibc's malloc keeping freed memory for reuse, as the
 `aerbm` command sets it (`heap.keep_freed_memory`; `--freed-memory release`: the C library's
-defaults). rbms runs in its own interpreter with the defaults. Writes
+defaults). rbms runs in its own interpreter with the defaults. A peer that is not installed
+(`make bench` installs them) is skipped and named on stderr and in the results. Writes
 `benchmarks/results/<tag>.json` and `<tag>.md`.
 
   python benchmarks/tasks.py [--mnist PATH] [--only mnist,ae,small] [--epochs 10] [--quick]
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -49,6 +51,16 @@ def _installed(module: str) -> bool:
   import importlib.util
 
   return importlib.util.find_spec(module) is not None
+
+
+def missing_peers(sections: list[str]) -> list[str]:
+  """The peers that `sections` of a full run time and that cannot run here."""
+  missing = []
+  if "mnist" in sections:
+    missing += [n for n in bench_mnist.PEERS if not bench_mnist.available(n)]
+  if "ae" in sections and not _installed("torch"):
+    missing.append("torch")
+  return missing
 
 
 def run_mnist(args, out: dict) -> None:
@@ -172,6 +184,8 @@ def markdown(out: dict) -> str:
            "glibc's malloc kept freed memory for reuse (`heap.keep_freed_memory`) for every "
            "library in the process." if out.get("keep_freed_memory") else
            "glibc's malloc ran with its default settings.", ""]
+  if out.get("missing_peers"):
+    lines[-1:-1] = [f"Not installed, so not timed: {', '.join(out['missing_peers'])}."]
   if "mnist" in out:
     r = out["mnist"]
     lines += ["## MNIST: 500 hidden units, batch 100, thresholded digits", "",
@@ -282,7 +296,12 @@ def main() -> None:
     args.epochs, args.n_train, args.n_test, args.ais_betas, args.ais_chains = 1, 1000, 100, 50, 8
     args.ae_size, args.repeats, args.rounds, args.budget, args.ae_warmup = 32, 2, 2, 0.2, 0.5
   bench_mnist.RBMS_PYTHON = args.rbms_python
-  out: dict = {"machine": machine_info(),
+  missing = missing_peers(args.only.split(","))
+  if missing:
+    print(f"tasks.py: not installed here, so not timed: {', '.join(missing)}. `make bench` "
+          "installs the peers into .venv, and `make rbms-venv` makes an interpreter for rbms "
+          "0.6 (pass it with --rbms-python).", file=sys.stderr, flush=True)
+  out: dict = {"machine": machine_info(), "missing_peers": missing,
                "keep_freed_memory": args.freed_memory == "keep" and heap.keep_freed_memory(),
                "peak": matmul_peak_gflops()}
   sections = {"mnist": run_mnist, "ae": run_ae, "small": run_small}

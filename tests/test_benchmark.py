@@ -113,6 +113,27 @@ def test_time_to_the_same_log_likelihood_reads_the_fastest_peer_at_each_level():
   assert rows[1]["peer"] == "slow" and rows[1]["aerbm_jax_s"] is None and rows[1]["ratio"] is None
 
 
+def test_missing_peers_are_named_in_the_results(monkeypatch):
+  sys.path.insert(0, str(SCRIPT.parent))
+  import bench_mnist
+  import tasks
+
+  monkeypatch.setattr(bench_mnist, "available", lambda name: name == "sklearn")
+  monkeypatch.setattr(tasks, "_installed", lambda module: False)
+  assert tasks.missing_peers(["mnist", "ae", "small"]) == ["rbms", "rbms 0.6", "learnergy",
+                                                           "torch"]
+  assert tasks.missing_peers(["small"]) == []
+  machine = {"backend": "cpu", "device": "cpu", "cores": 2, "cpu": "x", "versions": {"jax": "0"}}
+  md = tasks.markdown({"machine": machine, "peak": {"gflops": 1.0},
+                       "missing_peers": ["rbms", "torch"]})
+  assert "Not installed, so not timed: rbms, torch." in md
+  monkeypatch.setattr(bench_mnist, "available", lambda name: True)
+  monkeypatch.setattr(tasks, "_installed", lambda module: True)
+  assert tasks.missing_peers(["mnist", "ae", "small"]) == []
+  assert "Not installed" not in tasks.markdown({"machine": machine, "peak": {"gflops": 1.0},
+                                                "missing_peers": []})
+
+
 def test_per_budget_curve_scores_a_fresh_run_per_budget(monkeypatch):
   """A trainer in PER_BUDGET is run afresh for each scored epoch count, and each point's time
   is that run's own training time; other trainers are scored at checkpoints of one run."""
