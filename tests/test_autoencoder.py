@@ -181,19 +181,18 @@ def test_upsample_conv_equals_upsampling_then_a_same_convolution(shape):
   x = rng.normal(size=(b, h, w, cin)).astype(np.float32)
   kernel = rng.normal(size=(3, 3, cin, cout)).astype(np.float32)
   bias = rng.normal(size=(cout,)).astype(np.float32)
-  want = jax.lax.conv_general_dilated(
-    layers.upsample(x), kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
-    precision="highest") + bias
-  got = layers.upsample_conv(x, kernel, bias)
-  assert got.shape == (b, 2 * h, 2 * w, cout)
-  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-  # and its gradients (the phases' interleaving and the kernel's have their own)
   naive = lambda x, k, c: jax.lax.conv_general_dilated(  # noqa: E731
     layers.upsample(x), k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
     precision="highest") + c
+  # Compiled whole: run op by op, each of the many small operations compiles on its own.
+  want = jax.jit(naive)(x, kernel, bias)
+  got = jax.jit(layers.upsample_conv)(x, kernel, bias)
+  assert got.shape == (b, 2 * h, 2 * w, cout)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  # and its gradients (the phases' interleaving and the kernel's have their own)
   loss = lambda f: lambda *a: jnp.sum(jnp.sin(f(*a)))  # noqa: E731
-  for g, r in zip(jax.grad(loss(layers.upsample_conv), (0, 1, 2))(x, kernel, bias),
-                  jax.grad(loss(naive), (0, 1, 2))(x, kernel, bias)):
+  grad = lambda f: jax.jit(jax.grad(loss(f), (0, 1, 2)))  # noqa: E731
+  for g, r in zip(grad(layers.upsample_conv)(x, kernel, bias), grad(naive)(x, kernel, bias)):
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(r))))
 
 
