@@ -87,6 +87,20 @@ def train_step(params, opt_state, batch, key, config: AEConfig):
   return optax.apply_updates(params, updates), opt_state, value
 
 
+@partial(jax.jit, static_argnames=("config",))
+def _init_optimizer(params, config: AEConfig):
+  """Adam's initial state for `params` (compiled whole, as `_epoch_order`)."""
+  return optimizer(config).init(params)
+
+
+@partial(jax.jit, static_argnames=("n", "n_batches"))
+def _epoch_order(key: Array, epoch: int, n: int, n_batches: int) -> tuple[Array, Array]:
+  """An epoch's minibatch order, a permutation of `n` images, and its `n_batches` step keys
+  (compiled whole: op by op, each small operation would compile on its own)."""
+  key_perm, key_aug = jax.random.split(jax.random.fold_in(key, epoch))
+  return jax.random.permutation(key_perm, n), jax.random.split(key_aug, n_batches)
+
+
 class _Run(NamedTuple):
   """The host loop's state: parameters, Adam state and the curves so far."""
 
@@ -140,7 +154,7 @@ def fit(
   held = None if held_out is None or len(held_out) == 0 else check_images(
     held_out, config, "held-out images")
   n_batches = x.shape[0] // config.batch_size
-  start = _Run(params, optimizer(config).init(params),
+  start = _Run(params, _init_optimizer(params, config),
                np.full(config.epochs * n_batches, np.nan, np.float32),
                np.full(config.epochs, np.nan, np.float32))
   progress = None
@@ -155,10 +169,9 @@ def fit(
 
   def order(epoch: int) -> tuple[np.ndarray, Array]:
     if epoch not in orders:
-      key_perm, key_aug = jax.random.split(jax.random.fold_in(key, epoch))
       orders.clear()
-      orders[epoch] = (np.asarray(jax.random.permutation(key_perm, x.shape[0])),
-                       jax.random.split(key_aug, n_batches))
+      perm, step_keys = _epoch_order(key, epoch, x.shape[0], n_batches)
+      orders[epoch] = (np.asarray(perm), step_keys)
     return orders[epoch]
 
   def advance(run: _Run, done: int, n: int):

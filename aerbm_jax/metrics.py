@@ -42,22 +42,36 @@ def _features(x: ArrayLike, name: str) -> Array:
     raise ValueError(f"{name} must be an (N, d) array of features, got shape {a.shape}")
   if a.shape[0] < 2:
     raise ValueError(f"{name} needs at least 2 rows, got {a.shape[0]}")
-  if not bool(jnp.all(jnp.isfinite(a))):
+  if not np.isfinite(np.asarray(a)).all():
     raise ValueError(f"{name} holds NaN or inf")
   return a
 
 
+# The metrics' array work is compiled whole (`jax.jit`): run op by op, each of its small
+# operations would compile on its own for every new shape, seconds in all on a CPU. The
+# barriers keep XLA from fusing the sums and the product with their neighbours, which changed
+# the experiments' figures in their last digits.
+_barrier = jax.lax.optimization_barrier
+
+
+@jax.jit
 def pairwise_sq_dists(x: ArrayLike, y: ArrayLike) -> Array:
   """Squared Euclidean distances `(len(x), len(y))`, clipped at 0."""
   x, y = jnp.asarray(x), jnp.asarray(y)
-  d = jnp.sum(x**2, 1)[:, None] - 2 * _mm(x, y.T) + jnp.sum(y**2, 1)[None, :]
+  sq = lambda a: _barrier(jnp.sum(_barrier(a**2), 1))  # noqa: E731
+  d = sq(x)[:, None] - 2 * _barrier(_mm(x, _barrier(y.T))) + sq(y)[None, :]
   return jnp.maximum(d, 0.0)
+
+
+@jax.jit
+def _nearest_sq_dists(x: Array, reference: Array) -> Array:
+  return jnp.min(_barrier(pairwise_sq_dists(x, reference)), axis=1)
 
 
 def nearest_sq_dists(x: ArrayLike, reference: ArrayLike) -> np.ndarray:
   """Squared distance from each row of `x: (n, d)` to its nearest row of `reference: (m, d)`,
   `(n,)` float32 numpy."""
-  return np.asarray(jnp.min(pairwise_sq_dists(x, reference), axis=1))
+  return np.asarray(_nearest_sq_dists(x, reference))
 
 
 def downsample_features(images: ArrayLike, size: int = 8) -> np.ndarray:
@@ -149,6 +163,19 @@ def _mmd2_for_labels(K: Array, labels: Array, n: int) -> Array:
   return sxx + syy - 2 * sxy
 
 
+@jax.jit
+def _gaussian_kernel(d2: Array, two_var: float) -> Array:
+  return jnp.exp(-d2 / two_var)
+
+
+@partial(jax.jit, static_argnames=("n", "n_permutations"))
+def _null_mmd2(key: Array, K: Array, labels: Array, n: int, n_permutations: int) -> Array:
+  """`(n_permutations,)` MMD^2 of random relabellings of `labels` (`n` ones)."""
+  keys = jax.random.split(key, n_permutations)
+  perms = jax.vmap(lambda k: jax.random.permutation(k, labels))(keys)
+  return jax.vmap(lambda l: _mmd2_for_labels(K, l, n))(perms)
+
+
 def mmd(x: ArrayLike, y: ArrayLike, *, bandwidth: float | None = None,
         n_permutations: int = 200, seed: int = 0) -> MMDResult:
   """Unbiased squared MMD between samples `x: (n, d)` and `y: (m, d)`.
@@ -166,13 +193,11 @@ def mmd(x: ArrayLike, y: ArrayLike, *, bandwidth: float | None = None,
   if bandwidth is None:
     off = np.asarray(d2)[np.triu_indices(len(z), 1)]
     bandwidth = float(np.sqrt(np.median(off))) or 1.0
-  K = jnp.exp(-d2 / (2 * bandwidth**2))
+  K = _gaussian_kernel(d2, 2 * bandwidth**2)
   n = x.shape[0]
-  labels = jnp.arange(len(z)) < n
+  labels = np.arange(len(z)) < n
   observed = float(_mmd2_for_labels(K, labels, n))
-  keys = jax.random.split(jax.random.key(seed), n_permutations)
-  perms = jax.vmap(lambda k: jax.random.permutation(k, labels))(keys)
-  null = np.asarray(jax.vmap(lambda l: _mmd2_for_labels(K, l, n))(perms))
+  null = np.asarray(_null_mmd2(jax.random.key(seed), K, labels, n, n_permutations))
   p = (1 + np.sum(null >= observed)) / (1 + n_permutations)
   return MMDResult(observed, float(p), float(bandwidth))
 
@@ -218,16 +243,22 @@ def kid(x: ArrayLike, y: ArrayLike) -> KIDResult:
 # ---------------------------------------------------------------------------- precision/recall
 
 
+@partial(jax.jit, static_argnames="k")
 def _knn_radii(x: Array, k: int) -> Array:
   """Distance from each row to its k-th nearest other row."""
   d = jnp.sqrt(pairwise_sq_dists(x, x))
   return jnp.sort(d, axis=1)[:, k]  # column 0 is the point itself
 
 
+@jax.jit
+def _inside_fraction(points: Array, centres: Array, radii: Array) -> Array:
+  d = jnp.sqrt(pairwise_sq_dists(points, centres))
+  return jnp.mean(jnp.any(d <= radii[None, :], axis=1))
+
+
 def _coverage(points: Array, centres: Array, radii: Array) -> float:
   """Fraction of `points` inside at least one ball (centre, radius)."""
-  d = jnp.sqrt(pairwise_sq_dists(points, centres))
-  return float(jnp.mean(jnp.any(d <= radii[None, :], axis=1)))
+  return float(_inside_fraction(points, centres, radii))
 
 
 def precision_recall(real: ArrayLike, fake: ArrayLike, *, k: int = 3) -> tuple[float, float]:

@@ -186,23 +186,38 @@ def init(
       raise ValueError(f"{name} must be a positive int, got {size!r}")
   if visible not in ("bernoulli", "gaussian"):
     raise ValueError(f"visible must be 'bernoulli' or 'gaussian', got {visible!r}")
-  W = weight_scale * jax.random.normal(key, (n_visible, n_hidden), dtype)
-  c = jnp.zeros((n_hidden,), dtype)
-  b = jnp.zeros((n_visible,), dtype)
-  log_sigma = jnp.zeros((n_visible,), dtype)
+  W = _scaled_normal(key, (n_visible, n_hidden), weight_scale, dtype)
+  c, b, log_sigma = (jnp.zeros((size,), dtype) for size in (n_hidden, n_visible, n_visible))
   if data is not None:
     x = validate_data(data, n_visible, bernoulli=visible == "bernoulli", name="data")
-    mean = jnp.mean(x, axis=0)
-    if visible == "bernoulli":
-      p = jnp.clip(mean, 1e-3, 1 - 1e-3)
-      b = jnp.log(p) - jnp.log1p(-p)
-    else:
-      b = mean
-      log_sigma = jnp.log(jnp.maximum(jnp.std(x, axis=0), 1e-3))
-    b, log_sigma = b.astype(dtype), log_sigma.astype(dtype)
+    std = None if visible == "bernoulli" else jnp.std(x, axis=0)  # eager, for its rounding
+    b, log_sigma = _visible_from_data(x, std, dtype)
   if visible == "bernoulli":
     return BernoulliRBM(W=W, b=b, c=c)
   return GaussianRBM(W=W, b=b, c=c, log_sigma=log_sigma)
+
+
+# Compiled whole: op by op, each small operation would compile on its own for every shape.
+# The barriers keep the values: XLA would fold `scale` into the normal's own constants.
+@partial(jax.jit, static_argnames=("shape", "scale", "dtype"))
+def _scaled_normal(key: Array, shape: tuple[int, int], scale: float, dtype) -> Array:
+  return scale * jax.lax.optimization_barrier(jax.random.normal(key, shape, dtype))
+
+
+@partial(jax.jit, static_argnames="dtype")
+def _visible_from_data(x: Array, std: Array | None, dtype) -> tuple[Array, Array]:
+  """`init`'s `(b, log_sigma)` from data `(N, n)` (and for a Gaussian model its std `(n,)`)."""
+  mean = jax.lax.optimization_barrier(jnp.mean(x, axis=0))
+  if std is None:
+    p = jnp.clip(mean, 1e-3, 1 - 1e-3)
+    b, log_sigma = jnp.log(p) - jnp.log1p(-p), jnp.zeros_like(mean)
+  else:
+    b, log_sigma = mean, jnp.log(jnp.maximum(std, 1e-3))
+  return b.astype(dtype), log_sigma.astype(dtype)
+
+
+# `validate_data`'s checks in one pass: whether every entry is finite, the smallest, the largest.
+_finite_range = jax.jit(lambda x: (jnp.all(jnp.isfinite(x)), jnp.min(x), jnp.max(x)))
 
 
 def validate_data(
@@ -234,11 +249,12 @@ def validate_data(
     raise ValueError(
       f"{name} has {x.shape[1]} columns but the model has n_visible={n_visible}"
     )
-  if not bool(jnp.all(jnp.isfinite(x))):
+  finite, lo, hi = _finite_range(x)
+  if not bool(finite):
     bad = int(jnp.sum(~jnp.isfinite(x)))
     raise ValueError(f"{name} holds {bad} non-finite values (NaN or inf); clean or drop them")
   if bernoulli:
-    lo, hi = float(jnp.min(x)), float(jnp.max(x))
+    lo, hi = float(lo), float(hi)
     if lo < 0.0 or hi > 1.0:
       raise ValueError(
         f"{name} lies in [{lo:g}, {hi:g}], but a Bernoulli RBM needs values in [0, 1]; "

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
+import logging
 import os
 import shutil
 import tempfile
@@ -153,3 +155,28 @@ def mondrian_run(tmp_path_factory):
 @pytest.fixture
 def rng():
   return np.random.default_rng(1234)
+
+
+@contextlib.contextmanager
+def compiled_programs():
+  """The names of the XLA programs JAX compiles (or loads from a compilation cache) inside the
+  block, e.g. `jit(pairwise_sq_dists)`, or `jit(add)` for an operation run on its own."""
+  names: list[str] = []
+
+  class Names(logging.Handler):
+    def emit(self, record):
+      message = record.getMessage()
+      if message.startswith("Compiling "):
+        names.append(message.split()[1])
+
+  logger, handler = logging.getLogger("jax._src.interpreters.pxla"), Names()
+  saved = logger.level, logger.propagate
+  logger.addHandler(handler)
+  logger.setLevel(logging.DEBUG)
+  logger.propagate = False  # the debug records stay here
+  try:
+    yield names
+  finally:
+    logger.removeHandler(handler)
+    logger.setLevel(saved[0])
+    logger.propagate = saved[1]

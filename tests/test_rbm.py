@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import all_states, bernoulli_joint_energy, random_bernoulli
+from conftest import all_states, bernoulli_joint_energy, compiled_programs, random_bernoulli
 
 from aerbm_jax import rbm
 
@@ -130,3 +130,13 @@ def test_long_thin_products_split_over_k_match_float64(rng, precision):
   p = rbm.BernoulliRBM(W=jnp.asarray(w), b=jnp.zeros(n), c=jnp.zeros(m))
   np.testing.assert_allclose(rbm.hidden_prob(p, v), 1 / (1 + np.exp(-v.astype(np.float64) @ w)),
                              rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+def test_init_from_data_compiles_a_few_whole_programs(visible):
+  """Run op by op, `init` with data compiled 16 programs (Bernoulli) or 10 (Gaussian) at each
+  new shape; now 7 and 6."""
+  x = (np.random.default_rng(0).random((19, 13 if visible == "bernoulli" else 14)) < 0.5)
+  with compiled_programs() as names:
+    rbm.init(jax.random.key(0), x.shape[1], 7, visible=visible, data=x.astype(np.float32))
+  assert 0 < len(names) <= 8, names
