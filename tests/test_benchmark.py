@@ -61,6 +61,9 @@ def test_interrupted_benchmark_writes_the_rows_it_has(tmp_path):
   assert "This run was interrupted" in (tmp_path / "cut.md").read_text()
 
 
+# Slow: tasks.py's quick run of every section, the fast suite's longest test (86 s of a worker
+# here); CI runs it after the fast suite.
+@pytest.mark.slow
 def test_quick_task_benchmark_output_format(tmp_path):
   """tasks.py on a mock MNIST file: every section is written, with the peers installed here."""
   rng = np.random.default_rng(0)
