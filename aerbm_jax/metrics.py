@@ -251,14 +251,10 @@ def _knn_radii(x: Array, k: int) -> Array:
 
 
 @jax.jit
-def _inside_fraction(points: Array, centres: Array, radii: Array) -> Array:
+def _coverage(points: Array, centres: Array, radii: Array) -> Array:
+  """Fraction of `points` inside at least one ball (centre, radius), float32 ()."""
   d = jnp.sqrt(pairwise_sq_dists(points, centres))
   return jnp.mean(jnp.any(d <= radii[None, :], axis=1))
-
-
-def _coverage(points: Array, centres: Array, radii: Array) -> float:
-  """Fraction of `points` inside at least one ball (centre, radius)."""
-  return float(_inside_fraction(points, centres, radii))
 
 
 def precision_recall(real: ArrayLike, fake: ArrayLike, *, k: int = 3) -> tuple[float, float]:
@@ -273,8 +269,8 @@ def precision_recall(real: ArrayLike, fake: ArrayLike, *, k: int = 3) -> tuple[f
     raise ValueError(f"real and fake have different feature sizes: {real.shape[1]}, {fake.shape[1]}")
   if not 1 <= k < min(len(real), len(fake)):
     raise ValueError(f"k must lie in [1, {min(len(real), len(fake)) - 1}], got {k}")
-  precision = _coverage(fake, real, _knn_radii(real, k))
-  recall = _coverage(real, fake, _knn_radii(fake, k))
+  precision = float(_coverage(fake, real, _knn_radii(real, k)))
+  recall = float(_coverage(real, fake, _knn_radii(fake, k)))
   return precision, recall
 
 
