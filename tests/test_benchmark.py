@@ -14,6 +14,9 @@ import pytest
 SCRIPT = Path(__file__).parent.parent / "benchmarks" / "throughput.py"
 
 
+# Slow: throughput.py's whole quick run (about 45 s of a worker); the fast suite still runs its
+# start in test_interrupted_benchmark_writes_the_rows_it_has, and CI runs this after it.
+@pytest.mark.slow
 def test_quick_benchmark_output_format(tmp_path):
   proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--peers", "numpy", "--out",
                          str(tmp_path), "--tag", "quick"], capture_output=True, text=True,
@@ -186,6 +189,7 @@ def test_rbms_06_runs_in_the_interpreter_it_is_given(monkeypatch):
     assert np.all(np.isfinite(params.W)) and float(jnp.std(params.W)) > 0
 
 
+@pytest.mark.slow  # small_bound.py's run, about 20 s of a worker
 def test_small_batch_bound_writes_every_column(tmp_path):
   # numpy's BLAS on one thread: with its default pool, contending with the other test worker's
   # threads, one numpy loop of a back-to-back pair could run 1.8x slower than the other.
