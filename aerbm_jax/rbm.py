@@ -333,10 +333,10 @@ def sample_hidden(
 
 def sample_visible(
   key: Array, params: RBM, h: ArrayLike, uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
-  precision=SAMPLER_PRECISION,
+  precision=SAMPLER_PRECISION, mean: Array | None = None,
 ) -> Array:
-  """Draw `v ~ p(v | h)`, `(batch, n_visible)`."""
-  mean = visible_mean(params, h, precision)
+  """Draw `v ~ p(v | h)`, `(batch, n_visible)`, from `mean` = `E[v | h]` if given (else made)."""
+  mean = visible_mean(params, h, precision) if mean is None else mean
   if isinstance(params, GaussianRBM):
     noise = jax.random.normal(key, mean.shape, mean.dtype)
     return mean + jnp.exp(params.log_sigma) * noise

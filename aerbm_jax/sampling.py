@@ -76,19 +76,19 @@ def _step(key: Array, state: GibbsState, params: RBM, params_v: RBM, uniform_bit
           precision: str | None, blocks: int = 0) -> tuple[GibbsState, GibbsInfo]:
   """`step` with `params_v`, the same model, for the visible half (see `run`'s bfloat16), and
   with W in `blocks` blocks of rows where that is > 0 (`row_blocks.n_blocks`)."""
-  if blocks:
+  if blocks:  # a Bernoulli model's
     p_h = row_blocks.hidden_prob(params, state.v, precision, blocks)
-    new = _sweep_draws(key, p_h, rbm.n_visible(params), uniform_bits, partial(
-      row_blocks.visible_mean, params, precision=precision, blocks=blocks))
+    mean = partial(row_blocks.visible_mean, params, precision=precision, blocks=blocks)
   else:
-    p_h = rbm.hidden_prob(params, state.v, precision)
-    new = half_step(key, p_h, params_v, uniform_bits, precision)
+    p_h, mean = rbm.hidden_prob(params, state.v, precision), None
+  new = half_step(key, p_h, params_v, uniform_bits, precision, mean)
   return GibbsState(*(x.astype(state.v.dtype) for x in new)), GibbsInfo(hidden_prob=p_h)
 
 
 def half_step(
   key: Array, p_h: Array, params: RBM, uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
   precision: str | None = rbm.SAMPLER_PRECISION,
+  visible_mean: Callable[[Array], Array] | None = None,
 ) -> GibbsState:
   """The second half of a sweep, from hidden probabilities already computed: `h ~ p_h`, then
   `v ~ p(v|h)`. `step` from a state whose `v` gave `p_h` draws the same, one matmul sooner.
@@ -98,18 +98,21 @@ def half_step(
     p_h: `(chains, n_hidden)` hidden probabilities, `p(h | v)` of the chains' visibles.
     params: the model.
     uniform_bits, precision: as in `step`.
+    visible_mean: `h -> E[v | h]` in place of `rbm.visible_mean(params, h, precision)`, which
+      `params` then only names the kind (and sigma) of: W in blocks, `ais`'s annealed models.
 
   Returns:
     The state after the sweep: `v` and the hidden sample `h` that produced it.
   """
+  visible_mean = visible_mean or partial(rbm.visible_mean, params, precision=precision)
   if isinstance(params, BernoulliRBM):
     # Bernoulli models draw the sweep's hidden and visible uniforms from one call, which costs
     # one hash launch instead of two and matters most at small batches.
-    return _sweep_draws(key, p_h, rbm.n_visible(params), uniform_bits,
-                        partial(rbm.visible_mean, params, precision=precision))
+    return _sweep_draws(key, p_h, rbm.n_visible(params), uniform_bits, visible_mean)
   key_h, key_v = jax.random.split(key)
   h = bernoulli(key_h, p_h, uniform_bits)
-  return GibbsState(v=rbm.sample_visible(key_v, params, h, uniform_bits, precision), h=h)
+  return GibbsState(v=rbm.sample_visible(key_v, params, h, uniform_bits, precision,
+                                         mean=visible_mean(h)), h=h)
 
 
 def _sweep_draws(key: Array, p_h: Array, n: int, uniform_bits: int | None,
@@ -130,15 +133,9 @@ def _draw(p_h: Array, u_h: Array, u_v: Array, scale: float,
 
 
 def run(
-  key: Array,
-  state: GibbsState,
-  params: RBM,
-  n_steps: int,
-  *,
-  uniform_bits: int | None = DEFAULT_UNIFORM_BITS,
-  precision: str | None = rbm.SAMPLER_PRECISION,
-  transform: Callable[[GibbsState, GibbsInfo], Any] | None = None,
-  keys: Array | None = None,
+  key: Array, state: GibbsState, params: RBM, n_steps: int, *,
+  uniform_bits: int | None = DEFAULT_UNIFORM_BITS, precision: str | None = rbm.SAMPLER_PRECISION,
+  transform: Callable[[GibbsState, GibbsInfo], Any] | None = None, keys: Array | None = None,
   halves: bool = True,
 ) -> tuple[GibbsState, Any]:
   """`n_steps` sweeps with `lax.scan`. Not jitted here: jit the caller, or use `sample`.
