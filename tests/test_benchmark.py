@@ -323,3 +323,24 @@ def test_paired_timings_idle_before_each_call():
   assert len(long_pause) == 7 and min(long_pause[1:]) >= 0.03  # the first is the warm-up's
   capped = gaps(1.0)  # capped at the last call's duration, about 0.04 s
   assert 0.035 <= min(capped[1:]) and max(capped) < 0.5
+
+
+def test_ais_time_writes_both_directions(tmp_path):
+  """ais_time.py on a mock MNIST file: every call of each direction timed, with its estimate."""
+  rng = np.random.default_rng(0)
+  mock = tmp_path / "mnist.npz"
+  np.savez(mock, x_train=rng.integers(0, 256, (300, 28, 28), dtype=np.uint8),
+           x_test=rng.integers(0, 256, (10, 28, 28), dtype=np.uint8))
+  proc = subprocess.run([sys.executable, "ais_time.py", "--mnist", str(mock), "--epochs", "1",
+                         "--betas", "20", "--chains", "4", "--calls", "2", "--out", str(tmp_path),
+                         "--tag", "ais"], capture_output=True, text=True, timeout=300,
+                        cwd=SCRIPT.parent)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  res = json.loads((tmp_path / "ais.json").read_text())
+  assert set(res["runs"]) == {"forward", "reverse"} and res["betas"] == 20
+  for r in res["runs"].values():
+    assert len(r["seconds"]) == len(r["log_z"]) == len(r["ess"]) == 2
+    assert all(s > 0 for s in r["seconds"]) and all(np.isfinite(r["log_z"]))
+    assert all(0 < e <= 4 for e in r["ess"])
+  md = (tmp_path / "ais.md").read_text()
+  assert "| forward |" in md and "| reverse |" in md
