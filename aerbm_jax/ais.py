@@ -91,12 +91,13 @@ def base_mean(data: ArrayLike) -> Array:
   return jnp.mean(jnp.asarray(data), axis=0)
 
 
-def _softplus_diff(hi: Array, lo: Array) -> Array:
-  """`softplus(hi) - softplus(lo)` without cancelling large terms: via `softplus(y) = max(y, 0)
-  + log1p(exp(-|y|))`, no term grows with |y|, so float32 keeps its precision over thousands
-  of steps."""
-  return (jnp.maximum(hi, 0) - jnp.maximum(lo, 0)) + (
-    jnp.log1p(jnp.exp(-jnp.abs(hi))) - jnp.log1p(jnp.exp(-jnp.abs(lo))))
+def _softplus_diff_and_sigmoid(hi: Array, lo: Array) -> tuple[Array, Array]:
+  """`softplus(hi) - softplus(lo)` without cancelling large terms, and `sigmoid(hi)`, from one
+  `exp(-|.|)` of each: via `softplus(y) = max(y, 0) + log1p(exp(-|y|))`, no term grows with
+  |y|, so float32 keeps its precision over thousands of steps."""
+  e_hi, e_lo = jnp.exp(-jnp.abs(hi)), jnp.exp(-jnp.abs(lo))
+  diff = (jnp.maximum(hi, 0) - jnp.maximum(lo, 0)) + (jnp.log1p(e_hi) - jnp.log1p(e_lo))
+  return diff, jnp.where(hi >= 0, 1.0, e_hi) / (1.0 + e_hi)
 
 
 def _hidden_input(p: RBM, base: Array, v: Array) -> tuple[Array, Array]:
@@ -140,12 +141,12 @@ def _anneal_chunk(carry, params: RBM, base: Array, betas_prev: Array, betas: Arr
     state, log_w = carry
     beta_prev, beta, key_step = xs
     x, field = _hidden_input(params, base, state.v)
-    # log p*_beta(v) - log p*_beta_prev(v), each term small.
-    log_w = log_w + (beta - beta_prev) * field + jnp.sum(_softplus_diff(beta * x, beta_prev * x),
-                                                         axis=-1)
+    # log p*_beta(v) - log p*_beta_prev(v), each term small, and p_beta(h = 1 | v).
+    diff, p_h = _softplus_diff_and_sigmoid(beta * x, beta_prev * x)
+    log_w = log_w + (beta - beta_prev) * field + jnp.sum(diff, axis=-1)
     # One block Gibbs sweep on p_beta from the same x; full float32 matmuls and 32-bit
     # uniforms, since the transitions' errors accumulate over the schedule.
-    state = sampling.half_step(key_step, jax.nn.sigmoid(beta * x), params, 32, "highest",
+    state = sampling.half_step(key_step, p_h, params, 32, "highest",
                                partial(_visible_mean, params, base, beta))
     return (state, log_w), None
 
