@@ -54,6 +54,12 @@ def load(path: str, n_train: int = 0, n_test: int = 2000) -> tuple[np.ndarray, n
   return (xtr[:n_train] if n_train else xtr), xte[:n_test]
 
 
+def add_data_args(ap) -> None:
+  """The scripts' MNIST options on an `argparse` parser: `--mnist PATH` and `--n-train N`."""
+  ap.add_argument("--mnist", default=str(SHARED_MNIST), help="an .npz with x_train, x_test")
+  ap.add_argument("--n-train", type=int, default=0, help="0: all 60,000")
+
+
 Trainer = Callable[[np.ndarray, int], Iterator[tuple[float, rbm.BernoulliRBM]]]
 
 

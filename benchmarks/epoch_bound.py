@@ -121,9 +121,7 @@ def markdown(out: dict) -> str:
 
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--mnist", default=str(bench_mnist.SHARED_MNIST),
-                  help="an .npz with x_train, x_test")
-  ap.add_argument("--n-train", type=int, default=0, help="0: all 60,000")
+  bench_mnist.add_data_args(ap)
   ap.add_argument("--rounds", type=int, default=7)
   ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
   ap.add_argument("--tag", default=None)

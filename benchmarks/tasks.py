@@ -265,13 +265,11 @@ def markdown(out: dict) -> str:
 
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--mnist", default=str(bench_mnist.SHARED_MNIST),
-                  help="an .npz with x_train, x_test")
+  bench_mnist.add_data_args(ap)
   ap.add_argument("--only", default="mnist,ae,small")
   ap.add_argument("--epochs", type=int, default=10)
   ap.add_argument("--budget-s", type=float, default=120.0,
                   help="MNIST: a library stops after the epoch that takes it past this")
-  ap.add_argument("--n-train", type=int, default=0, help="0: all 60,000")
   ap.add_argument("--rbms-python", default=bench_mnist.RBMS_PYTHON,
                   help="a Python with rbms >= 0.6 (Python >= 3.12), trained as the peer "
                   "'rbms 0.6' (default: $RBMS_PYTHON; `make rbms-venv` makes one)")
