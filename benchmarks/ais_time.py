@@ -20,16 +20,8 @@ import jax
 import jax.numpy as jnp
 
 import bench_mnist
-from aerbm_jax import ais, epochs, rbm
+from aerbm_jax import ais, rbm
 from bench_timing import machine_info, write_results
-
-
-def trained(x: jax.Array, n_epochs: int) -> rbm.BernoulliRBM:
-  """`bench_mnist`'s model after `n_epochs` epochs of its training on `x`."""
-  cfg = bench_mnist.train_config(n_epochs)
-  params = rbm.init(jax.random.key(0), x.shape[1], bench_mnist.N_HIDDEN, data=x)
-  _, state, key = epochs.setup(jax.random.key(1), params, x, cfg)
-  return epochs.epochs(key, 0, state, x, None, cfg, n_epochs, False).state.params
 
 
 def measure(x: jax.Array, params: rbm.BernoulliRBM, n_betas: int, n_chains: int,
@@ -82,8 +74,8 @@ def main() -> None:
   ap.add_argument("--tag", default=None)
   args = ap.parse_args()
   x_np, _ = bench_mnist.load(args.mnist, n_train=args.n_train, n_test=1)
+  *_, (_, params) = bench_mnist.aerbm(x_np, args.epochs)  # bench_mnist's training, epoch by epoch
   x = jnp.asarray(x_np)
-  params = trained(x, args.epochs)
   out = {"machine": machine_info(), "epochs": args.epochs, "betas": args.betas,
          "chains": args.chains, "runs": measure(x, params, args.betas, args.chains, args.calls)}
   tag = args.tag or f"ais-time-{out['machine']['backend']}-{out['machine']['cores']}core"
