@@ -283,8 +283,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _use_compile_cache(flag: str | None) -> None:
   """Point JAX's persistent compilation cache at `flag` (or the default folder).
 
-  A rerun then loads every program that took over 0.1 s to compile instead of compiling it
-  again (the README gives cold and warm times).
+  A rerun then loads every program instead of compiling it again, the small ones too: JAX's
+  default keeps only those that took 1 s or more, and the many that take some tens of
+  milliseconds (operations run outside `jax.jit`, short helpers) cost a warm run a quarter of
+  its time (the README gives cold and warm times).
   """
   import jax
 
@@ -298,7 +300,7 @@ def _use_compile_cache(flag: str | None) -> None:
     flag = str(Path(base) / "aerbm_jax" / "xla")
   jax.config.update("jax_compilation_cache_dir", flag)
   if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def _terminate(signum, frame):

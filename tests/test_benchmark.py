@@ -344,3 +344,22 @@ def test_ais_time_writes_both_directions(tmp_path):
     assert all(0 < e <= 4 for e in r["ess"])
   md = (tmp_path / "ais.md").read_text()
   assert "| forward |" in md and "| reverse |" in md
+
+
+# Slow: two runs of the quick digits experiment and four sample and evaluate calls (about a
+# minute of a worker).
+@pytest.mark.slow
+def test_warm_runs_times_every_phase_and_the_warm_run_is_faster(tmp_path):
+  """warm_runs.py for one experiment and threshold: each phase timed once, and the run with the
+  cache its first run filled is faster than that first run (the script itself checks that
+  both gave the same metrics)."""
+  proc = subprocess.run([sys.executable, "warm_runs.py", "--rounds", "1", "--experiments",
+                         "digits --quick", "--thresholds", "default", "--out", str(tmp_path),
+                         "--tag", "wr"], capture_output=True, text=True, timeout=600,
+                        cwd=SCRIPT.parent)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  phases = json.loads((tmp_path / "wr.json").read_text())["runs"]["digits --quick"]["default"]
+  assert list(phases) == ["cold", "warm", "sample", "sample again", "evaluate", "evaluate again"]
+  assert all(len(t) == 1 and t[0] > 0 for t in phases.values())
+  assert phases["warm"][0] < phases["cold"][0]
+  assert "| digits --quick | default |" in (tmp_path / "wr.md").read_text()

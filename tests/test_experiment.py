@@ -81,7 +81,11 @@ def test_existing_run_directory_is_not_overwritten(mondrian_run, capsys):
 
 
 def test_compile_cache_is_filled_and_reused_with_the_same_results(mondrian_run, tmp_path):
-  env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+  """The warm run loads every program it runs from the cache, the small ones (which compile
+  in milliseconds and JAX's default threshold leaves out) too, and draws the same images."""
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")}
+  env["JAX_LOG_COMPILES"] = "1"
   cache = tmp_path / "xla"
   for run in ("cold", "warm"):
     proc = subprocess.run([sys.executable, "-m", "aerbm_jax.cli", "--compile-cache", str(cache),
@@ -89,6 +93,9 @@ def test_compile_cache_is_filled_and_reused_with_the_same_results(mondrian_run, 
                            "--out", str(tmp_path / run)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert any(cache.iterdir())
+  compiled = proc.stderr.count("Finished XLA compilation of ")
+  loaded = proc.stderr.count("Persistent compilation cache hit for ")
+  assert compiled > 10 and loaded == compiled, (loaded, compiled)
   cold, warm = sorted((tmp_path / "cold").iterdir()), sorted((tmp_path / "warm").iterdir())
   assert [p.name for p in cold] == [p.name for p in warm] and cold
   assert all(a.read_bytes() == b.read_bytes() for a, b in zip(cold, warm))
