@@ -304,8 +304,14 @@ def epochs_many(shared: bool, sharded: bool) -> Callable:
 
 
 def epochs_per_call(config: TrainConfig, n_samples: int) -> int:
-  """Epochs per compiled call: `config.epochs_per_call`, or (0) enough for ~256 updates."""
+  """Epochs per compiled call: `config.epochs_per_call`, or (0) enough for ~256 updates.
+
+  The automatic size is lowered to the largest divisor of `config.epochs` down to half of it,
+  where there is one: every call then runs one compiled program, where a shorter last call
+  would compile a second (each compile of an epoch call takes most of a second on a CPU).
+  """
   if config.epochs_per_call:
     return min(config.epochs_per_call, config.epochs)
   n_batches = n_samples // config.batch_size
-  return max(1, min(config.epochs, 256 // n_batches))
+  most = max(1, min(config.epochs, 256 // n_batches))
+  return next((d for d in range(most, (most - 1) // 2, -1) if config.epochs % d == 0), most)

@@ -1,12 +1,13 @@
 """The compiled epoch API: chunks, compiles, memory, and `epochs.epochs` driven directly."""
 
+import dataclasses
 from unittest.mock import patch
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_problem
+from conftest import compiled_programs, tiny_problem
 
 from aerbm_jax import epochs, optim, rbm, train
 from aerbm_jax.train import TrainConfig
@@ -74,7 +75,25 @@ def test_epochs_driven_directly_equal_fit():
     np.testing.assert_array_equal(a, b)
   np.testing.assert_array_equal(np.concatenate(recon), hist.recon_error)
   assert epochs.epochs_per_call(cfg, len(data)) == 2
-  assert epochs.epochs_per_call(TrainConfig(epochs=100, batch_size=8), 40) == 51  # ~256 updates
+  # ~256 updates a call (51 epochs of 5), lowered to 50, which divides the 100 epochs
+  assert epochs.epochs_per_call(TrainConfig(epochs=100, batch_size=8), 40) == 50
+  assert epochs.epochs_per_call(TrainConfig(epochs=97, batch_size=8), 40) == 51  # a prime
+
+
+def test_automatic_epochs_per_call_compiles_one_epoch_program():
+  """60 epochs of 5 updates: calls of ~256 updates would be 51 epochs and then 9, two compiled
+  programs; two calls of 30 share one, and give what one call of all 60 gives."""
+  p, data = tiny_problem(7)
+  cfg = TrainConfig(method="pcd", epochs=60, batch_size=8, progress=False)
+  assert epochs.epochs_per_call(cfg, len(data)) == 30
+  with compiled_programs() as names:
+    got, hist = train.fit(jax.random.key(3), p, data, cfg)
+  assert names.count("jit(run_epochs)") == 1, names
+  ref, ref_hist = train.fit(jax.random.key(3), p, data,
+                            dataclasses.replace(cfg, epochs_per_call=60))
+  for a, b in zip(got, ref):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(hist.recon_error, ref_hist.recon_error)
 
 
 @pytest.mark.parametrize("method", ["cd", "pcd"])
