@@ -283,10 +283,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _use_compile_cache(flag: str | None) -> None:
   """Point JAX's persistent compilation cache at `flag` (or the default folder).
 
-  A rerun then loads every program instead of compiling it again, the small ones too: JAX's
-  default keeps only those that took 1 s or more, and the many that take some tens of
-  milliseconds (operations run outside `jax.jit`, short helpers) cost a warm run a quarter of
-  its time (the README gives cold and warm times).
+  A rerun then loads every program, the many small ones too (JAX keeps only those over 1 s
+  by default): compiling those cost a warm run a quarter of its time (docs/performance.md).
   """
   import jax
 
