@@ -194,20 +194,25 @@ def test_small_batch_bound_writes_every_column(tmp_path):
   # numpy's BLAS on one thread: with its default pool, contending with the other test worker's
   # threads, one numpy loop of a back-to-back pair could run 1.8x slower than the other.
   env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-  proc = subprocess.run([sys.executable, "small_bound.py", "--batches", "2", "--sweeps", "400",
-                         "--ab-flops", "3e8", "--out", str(tmp_path)], capture_output=True,
-                        text=True, timeout=300, cwd=SCRIPT.parent, env=env)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  (md,) = tmp_path.glob("small-bound-*.md")
-  row = [line for line in md.read_text().splitlines() if line.startswith("| 2 |")]
-  cells = [c.strip() for c in row[0].strip("|").split("|")]
-  times = [float(c) for c in cells[1:5]]
-  assert len(cells) == 9 and all(t > 0 for t in times)
   # The matmuls alone are part of the sweep, so they cannot take longer than all of it; the
   # shares are timed back to back, so a change in the machine's load between the separate
   # timings (another test worker's) does not move them; within a pair, noise from that worker
-  # has still put numpy's share at 1.21 at 2 chains on one thread, where it is about 0.95.
-  shares = [float(c) for c in cells[7:9]]
+  # has still put numpy's share at 1.21 at 2 chains on one thread, where it is about 0.95, and
+  # ours at 1.51 once in a CI run (1.0 or below alone): a share over the bound is measured
+  # once more, and fails if it is over again.
+  for attempt in range(2):
+    proc = subprocess.run([sys.executable, "small_bound.py", "--batches", "2", "--sweeps", "400",
+                           "--ab-flops", "3e8", "--out", str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, cwd=SCRIPT.parent, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (md,) = tmp_path.glob("small-bound-*.md")
+    row = [line for line in md.read_text().splitlines() if line.startswith("| 2 |")]
+    cells = [c.strip() for c in row[0].strip("|").split("|")]
+    times = [float(c) for c in cells[1:5]]
+    assert len(cells) == 9 and all(t > 0 for t in times)
+    shares = [float(c) for c in cells[7:9]]
+    if all(0 < s <= 1.35 for s in shares):
+      break
   assert all(0 < s <= 1.35 for s in shares), shares
   # The hash alone, ours and JAX's lowering (the script checks that they give the same words).
   hash_cells = [c.strip() for c in row[1].strip("|").split("|")]
