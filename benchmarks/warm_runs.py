@@ -42,12 +42,10 @@ def _timed(args: list[str], env: dict) -> float:
 
 
 def _metrics(run: Path) -> dict:
-  """The run's metrics.json without its timings."""
-  def strip(x):
-    if isinstance(x, dict):
-      return {k: strip(v) for k, v in x.items() if not (k.endswith("_s") or "time" in k)}
-    return [strip(v) for v in x] if isinstance(x, list) else x
-  return strip(json.loads((run / "metrics.json").read_text()))
+  """The run's metrics.json without its timings (all under "timings")."""
+  metrics = json.loads((run / "metrics.json").read_text())
+  metrics.pop("timings")
+  return metrics
 
 
 def one_round(experiment: str, threshold: str, work: Path) -> dict:
@@ -78,7 +76,8 @@ def markdown(out: dict) -> str:
            "thresholds in turn; wall seconds of the whole process, median [min-max]. cold: "
            "`aerbm experiment` into an empty compile cache; warm: the same again with that "
            "cache; sample and evaluate: `aerbm sample` and `aerbm evaluate` of the warm run, "
-           "each twice with that cache. The shortest compile the cache keeps: `default` is the command's own. "
+           "each twice with that cache. The shortest compile the cache keeps: `default` is "
+           "the command's own. "
            f"`python benchmarks/warm_runs.py --rounds {out['rounds']}`.", "",
            "| experiment | threshold, s | " + " | ".join(PHASES) + " |",
            "|---|---|" + "---|" * len(PHASES)]

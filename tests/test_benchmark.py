@@ -200,7 +200,7 @@ def test_small_batch_bound_writes_every_column(tmp_path):
   # has still put numpy's share at 1.21 at 2 chains on one thread, where it is about 0.95, and
   # ours at 1.51 once in a CI run (1.0 or below alone): a share over the bound is measured
   # once more, and fails if it is over again.
-  for attempt in range(2):
+  for _ in range(2):
     proc = subprocess.run([sys.executable, "small_bound.py", "--batches", "2", "--sweeps", "400",
                            "--ab-flops", "3e8", "--out", str(tmp_path)], capture_output=True,
                           text=True, timeout=300, cwd=SCRIPT.parent, env=env)
