@@ -17,6 +17,8 @@ carried as two halves (`sampling.in_halves`) against the batch swept at once. Wr
 from __future__ import annotations
 
 import argparse
+import math
+import time
 from pathlib import Path
 from unittest.mock import patch
 
@@ -29,11 +31,22 @@ from bench_peers import numpy_sampler
 from bench_timing import machine_info, paired, timed
 
 N_VISIBLE, N_HIDDEN = 784, 500
+# The matmul shares: alternating rounds, and the least seconds of one timed sample.
+SHARE_ROUNDS, SHARE_SAMPLE_S = 9, 0.1
 
 
 def jax_hash(*args):
   """JAX's own lowering of Threefry-2x32, to compare `rng.threefry2x32` with."""
   return tuple(threefry2x32_p.bind(*args))
+
+
+def _lasting(call, seconds: float = SHARE_SAMPLE_S) -> tuple:
+  """`call` repeated to last about `seconds`, from one timed call: (the repeated call, n)."""
+  call()
+  t0 = time.perf_counter()
+  call()
+  n = max(1, math.ceil(seconds / max(time.perf_counter() - t0, 1e-6)))
+  return (lambda: [call() for _ in range(n)]), n
 
 
 def _per_unit(f, units: int) -> float:
@@ -91,11 +104,16 @@ def measure(batch: int, sweeps: int) -> dict:
   np_matmuls, n_np = numpy_sampler(N_VISIBLE, N_HIDDEN, batch, 0.3, draws=False)
   numpy_full, numpy_mm = _per_unit(np_full, np_steps), _per_unit(np_matmuls, n_np)
   # The share of a sweep its matmuls take, timed back to back (`paired`), so that a change in
-  # the machine's load between the timings above does not move it.
-  share = {name: 1.0 / paired(part, units_part, whole, units_whole, 7)["ratio"]
-           for name, part, units_part, whole, units_whole in (
-             ("aerbm_matmul_share", ours_mm_call, sweeps, ours_call, sweeps),
-             ("numpy_matmul_share", np_matmuls, n_np, np_full, np_steps))}
+  # the machine's load between the timings above does not move it; each timed sample repeats
+  # its call to last `SHARE_SAMPLE_S` (a call at 2 chains takes a few milliseconds, which a
+  # burst of other work on the machine can double).
+  share = {}
+  for name, part, units_part, whole, units_whole in (
+      ("aerbm_matmul_share", ours_mm_call, sweeps, ours_call, sweeps),
+      ("numpy_matmul_share", np_matmuls, n_np, np_full, np_steps)):
+    (part, n_part), (whole, n_whole) = _lasting(part), _lasting(whole)
+    share[name] = 1.0 / paired(part, n_part * units_part, whole, n_whole * units_whole,
+                               SHARE_ROUNDS)["ratio"]
   return {"batch": batch, "aerbm_us": 1e6 * ours, "aerbm_matmuls_us": 1e6 * ours_mm,
           "numpy_us": 1e6 * numpy_full, "numpy_matmuls_us": 1e6 * numpy_mm,
           "ratio": numpy_full / ours, "ceiling": numpy_full / ours_mm, **share}
@@ -192,7 +210,8 @@ def main() -> None:
            "784 x 500 sweep; 'matmuls' is the same loop with the draws replaced by a "
            "threshold; the ceiling is numpy's sweep over our matmuls alone (what free "
            "random numbers would give). The matmul shares are the matmuls' time over the "
-           "whole sweep's, each pair timed back to back over 7 alternating rounds. Both of "
+           "whole sweep's, each pair timed back to back over 9 alternating rounds of at "
+           "least 0.1 s each. Both of "
            "our loops return the chains' state and, where `sampling.in_halves` says so, run "
            "the chains as two halves, or where `row_blocks.n_blocks` does, multiply them by W "
            "in blocks of rows, as `sample` and `tasks.py` do.", "",

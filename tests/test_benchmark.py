@@ -199,7 +199,8 @@ def test_small_batch_bound_writes_every_column(tmp_path):
   # timings (another test worker's) does not move them; within a pair, noise from that worker
   # has still put numpy's share at 1.21 at 2 chains on one thread, where it is about 0.95, and
   # ours at 1.51 once in a CI run (1.0 or below alone): a share over the bound is measured
-  # once more, and fails if it is over again.
+  # once more, and fails if it is over again. Each share is the median of 9 pairs of samples of
+  # at least 0.1 s (`small_bound.SHARE_SAMPLE_S`).
   for _ in range(2):
     proc = subprocess.run([sys.executable, "small_bound.py", "--batches", "2", "--sweeps", "400",
                            "--ab-flops", "3e8", "--out", str(tmp_path)], capture_output=True,
