@@ -153,25 +153,43 @@ def _anneal_chunk(carry, params: RBM, base: Array, betas_prev: Array, betas: Arr
   return jax.lax.scan(body, carry, (betas_prev, betas, keys))[0]
 
 
-_CHUNK = 1000  # betas per compiled call, between progress-bar updates
+_CHUNK = 1000  # the most betas per compiled call, between progress-bar updates
+
+
+def chunk_sizes(steps: int, most: int = _CHUNK) -> tuple[int, int]:
+  """`(size, padding)`: the fewest chunks of at most `most` steps that cover `steps`, all of
+  one size (one compiled program), and the steps the last one has beyond the schedule."""
+  n_chunks = -(-steps // most)
+  size = -(-steps // n_chunks)
+  return size, n_chunks * size - steps
 
 
 def _anneal(key: Array, params: RBM, base: Array, v0: Array, betas: Array, sharding=None,
             desc: str = "AIS") -> Array:
   """Log-weights `(chains,)` of chains from `v0` along `betas[0] -> betas[-1]`, run in
-  compiled chunks of the one schedule's per-step keys (the result does not depend on them)."""
+  compiled chunks of the one schedule's per-step keys (the result does not depend on them).
+
+  The chunks are of one size (`chunk_sizes`), so they share one compiled program; the last
+  is filled out with steps from `betas[-1]` to itself, whose weight increments are exactly
+  zero (the chains move, but their final state is not returned), so the log-weights are
+  those of the schedule alone, bit for bit.
+  """
   dtype = params.W.dtype
   v0 = jax.device_put(v0, sharding) if sharding is not None else v0
   state = sampling.GibbsState(v=v0, h=jnp.zeros((v0.shape[0], rbm.n_hidden(params)), dtype))
   carry = (state, jnp.zeros((v0.shape[0],), dtype))
-  keys = jax.random.split(key, betas.shape[0] - 1)
   steps = betas.shape[0] - 1
+  keys = jax.random.split(key, steps)
+  size, padding = chunk_sizes(steps, _CHUNK)
+  if padding:
+    betas = jnp.concatenate([betas, jnp.broadcast_to(betas[-1:], (padding,))])
+    keys = jnp.concatenate([keys, jnp.broadcast_to(keys[-1:], (padding,))])
   with loop.progress_bar(steps, desc, "beta") as bar:
-    for start in range(0, steps, _CHUNK):
-      stop = min(start + _CHUNK, steps)
+    for start in range(0, steps, size):
+      stop = start + size
       carry = _anneal_chunk(carry, params, base, betas[start:stop], betas[start + 1:stop + 1],
                             keys[start:stop])
-      bar.update(stop - start)
+      bar.update(min(stop, steps) - start)
   return carry[1]
 
 

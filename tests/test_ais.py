@@ -4,7 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import dot_count, random_bernoulli
+from unittest.mock import patch
+
+from conftest import compiled_programs, dot_count, random_bernoulli
 
 from aerbm_jax import ais, partition, rbm, sampling, train
 from aerbm_jax.data import mnist
@@ -14,6 +16,39 @@ def test_ais_betas_follow_the_paper():
   b = ais.ais_betas()
   assert len(b) == 14_500 and b[0] == 0.0 and b[-1] == 1.0 and np.all(np.diff(b) > 0)
   assert np.sum(b < 0.5) == 500 and np.sum((b >= 0.5) & (b < 0.9)) == 4000
+
+
+@pytest.mark.parametrize("steps, most, expected", [
+  (1999, 1000, (1000, 1)), (14_499, 1000, (967, 6)), (1000, 1000, (1000, 0)),
+  (2001, 1000, (667, 0)), (2, 1000, (2, 0)), (7, 3, (3, 2))])
+def test_ais_chunks_are_one_size_and_cover_the_schedule(steps, most, expected):
+  size, padding = ais.chunk_sizes(steps, most)
+  assert (size, padding) == expected
+  n_chunks = (steps + padding) // size
+  assert size <= most and n_chunks * size == steps + padding and padding < n_chunks
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_ais_chunks_compile_once_and_their_padding_leaves_the_weights_bit_for_bit(reverse):
+  """2,000 betas are 1,999 steps: two chunks of 1,000 (the last step a zero-weight step at the
+  final beta) compile one program, and give the log-weights of the schedule in one chunk."""
+  p = random_bernoulli(3, 12, 6, 1.0)
+  data = (np.random.default_rng(1).random((40, 12)) < 0.4).astype(np.float32)
+
+  def run():
+    if reverse:
+      return ais.reverse_ais_log_partition(jax.random.key(4), p, data, n_chains=16,
+                                           n_betas=2000, burn_in=5)
+    return ais.ais_log_partition(jax.random.key(4), p, n_chains=16, n_betas=2000)
+
+  jax.clear_caches()
+  with compiled_programs() as names:
+    chunked = run()
+  assert names.count("jit(_anneal_chunk)") == 1, names
+  with patch.object(ais, "_CHUNK", 2000):
+    whole = run()
+  np.testing.assert_array_equal(chunked.log_weights, whole.log_weights)
+  assert np.isfinite(chunked.log_weights).all()
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
