@@ -100,8 +100,18 @@ def threefry2x32(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Arr
     default=lambda *args: tuple(threefry2x32_p.bind(*args)))
 
 
-def _threefry_pair(key: Array, shape: tuple[int, ...]) -> tuple[Array, Array] | None:
-  """The two output words of Threefry-2x32 blocks of `shape`, or None if `key` is not threefry.
+# The fewest Threefry blocks from which `_words` hashes a sweep's column pieces (its hidden and
+# visible draws) apart, each as one contiguous array: on the 2-core Xeon that made the MNIST
+# PCD-1 epoch's hash (100 chains, 32,100 blocks) cheaper and the epoch 1.03x as fast, the
+# same words; at 8 chains (2,568 blocks) the second hash's launch cost 0.88x a sweep, and 16
+# (5,136) ran 1.1-1.3x (docs/performance.md, "What bounds the MNIST epoch").
+SPLIT_HASH_MIN_BLOCKS = 4096
+
+
+def _threefry_pair(key: Array, shape: tuple[int, ...], columns: tuple[slice, ...] = (slice(None),)
+                   ) -> list[tuple[Array, Array]] | None:
+  """The two output words of Threefry-2x32 blocks of `shape`, for each slice of its last axis
+  in `columns` (each hashed on its own), or None if `key` is not threefry.
 
   Block i hashes the counter (0, i). Both words are used, where `jax.random.bits` XORs them
   into one: half the hashing per random word.
@@ -112,7 +122,8 @@ def _threefry_pair(key: Array, shape: tuple[int, ...]) -> tuple[Array, Array] | 
     return None
   k = jax.random.key_data(key)
   counter = jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape)
-  return threefry2x32(k[0], k[1], jnp.zeros_like(counter), counter)
+  return [threefry2x32(k[0], k[1], jnp.zeros_like(c), c)
+          for c in (counter[..., cols] for cols in columns)]
 
 
 def _words(key: Array, shape: tuple[int, ...], columns: tuple[slice, ...]) -> list[list[Array]]:
@@ -121,19 +132,23 @@ def _words(key: Array, shape: tuple[int, ...], columns: tuple[slice, ...]) -> li
 
   From a threefry key, rows `[0, r)` are the first words of the blocks of shape
   `(r,) + shape[1:]`, `r = ceil(shape[0] / 2)`, and the rest their second words. Pieces rather
-  than joined arrays let every consumer read the hash's outputs in place. A single row of
-  words (two chains' 16-bit draws) is the 1-D case's row: the rule above would hash a block
-  per word and drop every second word.
+  than joined arrays let every consumer read the hash's outputs in place; from
+  `SPLIT_HASH_MIN_BLOCKS` blocks on, each of several `columns` is hashed on its own (the same
+  words). A single row of words (two chains' 16-bit draws) is the 1-D case's row: the rule
+  above would hash a block per word and drop every second word.
   """
   if len(shape) == 2 and shape[0] == 1:
     row = jnp.concatenate(_words(key, shape[1:], (slice(None),))[0])[None]
     return [[row[..., c]] for c in columns]
   r = (shape[0] + 1) // 2
-  pair = _threefry_pair(key, (r,) + shape[1:])
-  if pair is None:
+  apart = len(columns) > 1 and r * math.prod(shape[1:]) >= SPLIT_HASH_MIN_BLOCKS
+  pairs = _threefry_pair(key, (r,) + shape[1:], columns if apart else (slice(None),))
+  if pairs is None:
     words = jax.random.bits(key, shape, dtype=jnp.uint32)
     return [[words[..., c]] for c in columns]
-  first, second = pair
+  if apart:
+    return [[first, second[: shape[0] - r]] for first, second in pairs]
+  ((first, second),) = pairs
   return [[first[..., c], second[: shape[0] - r][..., c]] for c in columns]
 
 

@@ -101,6 +101,29 @@ def test_split_uniforms_are_the_slices_of_the_whole(bits, shape):
   np.testing.assert_array_equal(right, whole[..., 4:])
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU lowering")
+@pytest.mark.parametrize("bits", [16, 32])
+def test_column_pieces_hashed_apart_draw_the_same_words(bits, monkeypatch):
+  """From `SPLIT_HASH_MIN_BLOCKS` blocks on, a sweep's hidden and visible pieces are hashed
+  apart (two copies of the rounds in the compiled program): the same uniforms as the whole
+  hashed at once, split or in halves."""
+  key, shape, split = jax.random.key(5), (23, 9), 4
+
+  def draws():
+    (left, right), _ = jax.jit(lambda k: rng.uniforms(k, shape, bits, split=split))(key)
+    halves, _ = jax.jit(lambda k: rng.uniform_halves(k, shape, split, bits))(key)
+    xors = jax.jit(lambda k: rng.uniform_halves(k, shape, split, bits)).lower(key).compile()
+    return [left, right, *halves[0], *halves[1]], xors.as_text().count(" xor(")
+
+  monkeypatch.setattr(rng, "SPLIT_HASH_MIN_BLOCKS", 10**9)
+  whole, xors_whole = draws()
+  monkeypatch.setattr(rng, "SPLIT_HASH_MIN_BLOCKS", 1)
+  apart, xors_apart = draws()
+  for a, b in zip(apart, whole):
+    np.testing.assert_array_equal(a, b)
+  assert xors_apart >= 2 * 20 > xors_whole, (xors_apart, xors_whole)
+
+
 def test_32_bit_split_uniforms_join_whole_rows_before_the_split():
   """The 32-bit draws join the hash's two words' rows whole and then split the columns: XLA's
   CPU loop over a join of column slices, fused with the sigmoid compared with them, is not
