@@ -100,11 +100,11 @@ def threefry2x32(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Arr
     default=lambda *args: tuple(threefry2x32_p.bind(*args)))
 
 
-# The fewest Threefry blocks from which `_words` hashes a sweep's column pieces (its hidden and
-# visible draws) apart, each as one contiguous array: on the 2-core Xeon that made the MNIST
-# PCD-1 epoch's hash (100 chains, 32,100 blocks) cheaper and the epoch 1.03x as fast, the
-# same words; at 8 chains (2,568 blocks) the second hash's launch cost 0.88x a sweep, and 16
-# (5,136) ran 1.1-1.3x (docs/performance.md, "What bounds the MNIST epoch").
+# The fewest Threefry blocks from which `uniforms` hashes a sweep's column pieces (its hidden
+# and visible draws) apart, each as one contiguous array (the same words): cheaper for large
+# draws, while for small ones the second hash's launch costs more than it saves. Chains drawn
+# in halves (`uniform_halves`) keep one hash: apart, `tasks.py`'s sampler ran slower at 32 and
+# 64 chains (docs/performance.md, "What bounds the MNIST epoch", has the measurements).
 SPLIT_HASH_MIN_BLOCKS = 4096
 
 
@@ -126,22 +126,23 @@ def _threefry_pair(key: Array, shape: tuple[int, ...], columns: tuple[slice, ...
           for c in (counter[..., cols] for cols in columns)]
 
 
-def _words(key: Array, shape: tuple[int, ...], columns: tuple[slice, ...]) -> list[list[Array]]:
+def _words(key: Array, shape: tuple[int, ...], columns: tuple[slice, ...], apart: bool = False
+           ) -> list[list[Array]]:
   """Uniform random uint32 words of `shape`, as blocks of its last axis, each a list of pieces
   to be joined along the first axis.
 
   From a threefry key, rows `[0, r)` are the first words of the blocks of shape
   `(r,) + shape[1:]`, `r = ceil(shape[0] / 2)`, and the rest their second words. Pieces rather
-  than joined arrays let every consumer read the hash's outputs in place; from
-  `SPLIT_HASH_MIN_BLOCKS` blocks on, each of several `columns` is hashed on its own (the same
-  words). A single row of words (two chains' 16-bit draws) is the 1-D case's row: the rule
-  above would hash a block per word and drop every second word.
+  than joined arrays let every consumer read the hash's outputs in place; with `apart`, each
+  of several `columns` is hashed on its own (the same words). A single row of words (two
+  chains' 16-bit draws) is the 1-D case's row: the rule above would hash a block per word and
+  drop every second word.
   """
   if len(shape) == 2 and shape[0] == 1:
     row = jnp.concatenate(_words(key, shape[1:], (slice(None),))[0])[None]
     return [[row[..., c]] for c in columns]
   r = (shape[0] + 1) // 2
-  apart = len(columns) > 1 and r * math.prod(shape[1:]) >= SPLIT_HASH_MIN_BLOCKS
+  apart = apart and len(columns) > 1
   pairs = _threefry_pair(key, (r,) + shape[1:], columns if apart else (slice(None),))
   if pairs is None:
     words = jax.random.bits(key, shape, dtype=jnp.uint32)
@@ -184,7 +185,9 @@ def uniforms(key: Array, shape: tuple[int, ...], uniform_bits: int | None = DEFA
     joined = _unit_float(jnp.concatenate(_words(key, q_shape, (slice(None),))[0]))
     us, scale = [joined[..., c] for c in columns], 1.0
   else:
-    words = _words(key, ((rows + 1) // 2,) + q_shape[1:], columns)
+    word_shape = ((rows + 1) // 2,) + q_shape[1:]
+    apart = (word_shape[0] + 1) // 2 * math.prod(word_shape[1:]) >= SPLIT_HASH_MIN_BLOCKS
+    words = _words(key, word_shape, columns, apart)
     us = [_half_word_float(jnp.concatenate([x & 0xFFFF for x in w] + [x >> 16 for x in w])[:rows])
           for w in words]
     scale = 65536.0

@@ -102,26 +102,29 @@ def test_split_uniforms_are_the_slices_of_the_whole(bits, shape):
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU lowering")
-@pytest.mark.parametrize("bits", [16, 32])
-def test_column_pieces_hashed_apart_draw_the_same_words(bits, monkeypatch):
-  """From `SPLIT_HASH_MIN_BLOCKS` blocks on, a sweep's hidden and visible pieces are hashed
-  apart (two copies of the rounds in the compiled program): the same uniforms as the whole
-  hashed at once, split or in halves."""
+def test_column_pieces_hashed_apart_draw_the_same_words(monkeypatch):
+  """From `SPLIT_HASH_MIN_BLOCKS` blocks on, a sweep's 16-bit hidden and visible pieces are
+  hashed apart (two copies of the rounds in the compiled program), drawing what the whole
+  hashed at once draws; chains in halves keep one hash."""
   key, shape, split = jax.random.key(5), (23, 9), 4
 
+  def xors(f):
+    return jax.jit(f).lower(key).compile().as_text().count(" xor(")
+
   def draws():
-    (left, right), _ = jax.jit(lambda k: rng.uniforms(k, shape, bits, split=split))(key)
-    halves, _ = jax.jit(lambda k: rng.uniform_halves(k, shape, split, bits))(key)
-    xors = jax.jit(lambda k: rng.uniform_halves(k, shape, split, bits)).lower(key).compile()
-    return [left, right, *halves[0], *halves[1]], xors.as_text().count(" xor(")
+    whole = lambda k: rng.uniforms(k, shape, 16, split=split)[0]  # noqa: E731
+    halves = lambda k: rng.uniform_halves(k, shape, split, 16)[0]  # noqa: E731
+    (left, right), (top, bottom) = jax.jit(whole)(key), jax.jit(halves)(key)
+    return [left, right, *top, *bottom], xors(whole), xors(halves)
 
   monkeypatch.setattr(rng, "SPLIT_HASH_MIN_BLOCKS", 10**9)
-  whole, xors_whole = draws()
+  one, one_xors, halves_xors = draws()
   monkeypatch.setattr(rng, "SPLIT_HASH_MIN_BLOCKS", 1)
-  apart, xors_apart = draws()
-  for a, b in zip(apart, whole):
+  apart, apart_xors, halves_xors_low = draws()
+  for a, b in zip(apart, one):
     np.testing.assert_array_equal(a, b)
-  assert xors_apart >= 2 * 20 > xors_whole, (xors_apart, xors_whole)
+  assert apart_xors >= 2 * 20 > one_xors, (apart_xors, one_xors)
+  assert halves_xors_low == halves_xors < 40, (halves_xors_low, halves_xors)
 
 
 def test_32_bit_split_uniforms_join_whole_rows_before_the_split():
