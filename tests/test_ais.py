@@ -1,11 +1,11 @@
 """AIS, forward and reverse, for both model kinds, against exact log Z; and its diagnostics."""
 
+from unittest.mock import patch
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from unittest.mock import patch
-
 from conftest import compiled_programs, dot_count, random_bernoulli
 
 from aerbm_jax import ais, partition, rbm, sampling, train
