@@ -156,7 +156,7 @@ def _anneal_chunk(carry, params: RBM, base: Array, betas_prev: Array, betas: Arr
 _CHUNK = 1000  # the most betas per compiled call, between progress-bar updates
 
 
-def chunk_sizes(steps: int, most: int = _CHUNK) -> tuple[int, int]:
+def chunk_sizes(steps: int, most: int) -> tuple[int, int]:
   """`(size, padding)`: the fewest chunks of at most `most` steps that cover `steps`, all of
   one size (one compiled program), and the steps the last one has beyond the schedule."""
   n_chunks = -(-steps // most)

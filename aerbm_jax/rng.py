@@ -133,16 +133,16 @@ def _words(key: Array, shape: tuple[int, ...], columns: tuple[slice, ...], apart
 
   From a threefry key, rows `[0, r)` are the first words of the blocks of shape
   `(r,) + shape[1:]`, `r = ceil(shape[0] / 2)`, and the rest their second words. Pieces rather
-  than joined arrays let every consumer read the hash's outputs in place; with `apart`, each
-  of several `columns` is hashed on its own (the same words). A single row of words (two
-  chains' 16-bit draws) is the 1-D case's row: the rule above would hash a block per word and
-  drop every second word.
+  than joined arrays let every consumer read the hash's outputs in place; with `apart`, from
+  `SPLIT_HASH_MIN_BLOCKS` blocks on, each of several `columns` is hashed on its own (the same
+  words). A single row of words (two chains' 16-bit draws) is the 1-D case's row: the rule
+  above would hash a block per word and drop every second word.
   """
   if len(shape) == 2 and shape[0] == 1:
     row = jnp.concatenate(_words(key, shape[1:], (slice(None),))[0])[None]
     return [[row[..., c]] for c in columns]
   r = (shape[0] + 1) // 2
-  apart = apart and len(columns) > 1
+  apart = apart and len(columns) > 1 and r * math.prod(shape[1:]) >= SPLIT_HASH_MIN_BLOCKS
   pairs = _threefry_pair(key, (r,) + shape[1:], columns if apart else (slice(None),))
   if pairs is None:
     words = jax.random.bits(key, shape, dtype=jnp.uint32)
@@ -185,9 +185,7 @@ def uniforms(key: Array, shape: tuple[int, ...], uniform_bits: int | None = DEFA
     joined = _unit_float(jnp.concatenate(_words(key, q_shape, (slice(None),))[0]))
     us, scale = [joined[..., c] for c in columns], 1.0
   else:
-    word_shape = ((rows + 1) // 2,) + q_shape[1:]
-    apart = (word_shape[0] + 1) // 2 * math.prod(word_shape[1:]) >= SPLIT_HASH_MIN_BLOCKS
-    words = _words(key, word_shape, columns, apart)
+    words = _words(key, ((rows + 1) // 2,) + q_shape[1:], columns, apart=True)
     us = [_half_word_float(jnp.concatenate([x & 0xFFFF for x in w] + [x >> 16 for x in w])[:rows])
           for w in words]
     scale = 65536.0
